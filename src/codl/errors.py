@@ -1,0 +1,21 @@
+"""The exceptions codl raises on purpose. The CLI prints their message on one line."""
+
+
+class CodlError(Exception):
+    """Base of every error codl raises about its inputs (not about its own bugs)."""
+
+
+class GraphError(CodlError):
+    """A graph, a node or its attributes are invalid or unsupported."""
+
+
+class UnsupportedOperatorError(GraphError):
+    """A model contains operators codl does not implement."""
+
+
+class ModelLoadError(CodlError):
+    """A model file cannot be read: missing, truncated, not ONNX, or inconsistent."""
+
+
+class ExecutionError(CodlError):
+    """A node failed while running; the message names the node and its input shapes."""

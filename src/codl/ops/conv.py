@@ -1,0 +1,146 @@
+"""2-D convolution and transposed convolution (groups, depthwise, stride, padding,
+dilation, bias).
+
+Attributes (both kinds): ``kernel`` [kh, kw], ``strides`` [sh, sw], ``pads``
+[top, left, bottom, right], ``dilations`` [dh, dw], ``group``; transposed conv adds
+``output_padding`` [oh, ow]. Inputs: x (N, C, H, W), weight, optional bias.
+Weights: conv (OC, IC/group, kh, kw); transposed conv (IC, OC/group, kh, kw).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..ir.graph import DType, Node, OpKind, TensorSpec
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
+
+
+def _window_attrs(view: OnnxNodeView, kernel: list[int]) -> dict:
+    a = view.attrs
+    strides = ints(a.get("strides", [1, 1]))
+    dilations = ints(a.get("dilations", [1, 1]))
+    pads = ints(a.get("pads", [0, 0, 0, 0]))  # ONNX: [top, left, bottom, right]
+    auto_pad = a.get("auto_pad", "NOTSET")
+    if isinstance(auto_pad, bytes):
+        auto_pad = auto_pad.decode()
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and view.op_type in ("Conv", "MaxPool", "AveragePool"):
+        h, w = view.spec(view.inputs[0]).shape[2:]
+        pads = [0, 0, 0, 0]
+        for i, size in enumerate((h, w)):
+            out = -(-size // strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size)
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + 2] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad not in ("NOTSET", "VALID"):
+        raise fail(view, f"auto_pad={auto_pad} is not supported (NOTSET, VALID, SAME_UPPER, SAME_LOWER are)")
+    return {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}
+
+
+def conv_out_size(size: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
+    """Output length of a convolution or pooling window along one axis."""
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _check_4d(node: Node, x: TensorSpec) -> None:
+    if len(x.shape) != 4:
+        raise fail(node, f"only 2-D convolution on NCHW tensors is supported; input is {x}")
+
+
+class Conv(OpFamily):
+    kinds = (OpKind.CONV,)
+    onnx_types = ("Conv",)
+
+    def from_onnx(self, view: OnnxNodeView) -> Imported:
+        w = view.spec(view.inputs[1])
+        if len(w.shape) != 4:
+            raise fail(view, f"only 2-D convolution is supported; weight is {w}")
+        attrs = _window_attrs(view, list(w.shape[2:]))
+        attrs["group"] = int(view.attrs.get("group", 1))
+        return Imported(OpKind.CONV, [i for i in view.inputs if i], attrs)
+
+    def infer(self, node: Node, ins: Sequence[TensorSpec]) -> list[tuple[Shape, DType]]:
+        x, w = ins[0], ins[1]
+        _check_4d(node, x)
+        a = node.attrs
+        n, c, h, wd = x.shape
+        if c != w.shape[1] * a["group"] or w.shape[0] % a["group"]:
+            raise fail(node, f"input {x} and weight {w} disagree with group={a['group']}")
+        (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["kernel"], a["strides"], a["pads"], a["dilations"]
+        ho, wo = conv_out_size(h, kh, sh, pt, pb, dh), conv_out_size(wd, kw, sw, pl, pr, dw)
+        if ho <= 0 or wo <= 0:
+            raise fail(node, f"output would be empty for input {x}")
+        return [((n, w.shape[0], ho, wo), x.dtype)]
+
+    def kernel(self, node: Node) -> Kernel:
+        a = node.attrs
+        pt, pl, pb, pr = a["pads"]
+        stride, dil, groups = tuple(a["strides"]), tuple(a["dilations"]), a["group"]
+        if pt == pb and pl == pr:
+            pad = (pt, pl)
+            return lambda x, w, b=None: F.conv2d(x, w, b, stride, pad, dil, groups)
+        extra = (pl, pr, pt, pb)
+        return lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
+
+    def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
+        w = ins[1].shape
+        return 2 * outs[0].numel * w[1] * w[2] * w[3]
+
+
+class ConvTranspose(OpFamily):
+    kinds = (OpKind.CONV_TRANSPOSE,)
+    onnx_types = ("ConvTranspose",)
+
+    def from_onnx(self, view: OnnxNodeView) -> Imported:
+        w = view.spec(view.inputs[1])
+        if len(w.shape) != 4:
+            raise fail(view, f"only 2-D transposed convolution is supported; weight is {w}")
+        if view.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
+            raise fail(view, "auto_pad other than NOTSET/VALID is not supported")
+        attrs = _window_attrs(view, list(w.shape[2:]))
+        attrs["group"] = int(view.attrs.get("group", 1))
+        attrs["output_padding"] = ints(view.attrs.get("output_padding", [0, 0]))
+        if "output_shape" in view.attrs:  # explicit output size: derive the pads (SAME_UPPER-like)
+            x = view.spec(view.inputs[0])
+            want = ints(view.attrs["output_shape"])[-2:]
+            pads = [0, 0, 0, 0]
+            for i in range(2):
+                full = (x.shape[2 + i] - 1) * attrs["strides"][i] + (attrs["kernel"][i] - 1) * attrs["dilations"][i] + 1 + attrs["output_padding"][i]
+                total = full - want[i]
+                if total < 0:
+                    raise fail(view, f"output_shape {want} larger than the full output")
+                pads[i], pads[i + 2] = total // 2, total - total // 2
+            attrs["pads"] = pads
+        return Imported(OpKind.CONV_TRANSPOSE, [i for i in view.inputs if i], attrs)
+
+    def infer(self, node: Node, ins: Sequence[TensorSpec]) -> list[tuple[Shape, DType]]:
+        x, w = ins[0], ins[1]
+        _check_4d(node, x)
+        a = node.attrs
+        if x.shape[1] != w.shape[0]:
+            raise fail(node, f"input {x} and weight {w} disagree on channels")
+        out = [x.shape[0], w.shape[1] * a["group"]]
+        for i in range(2):
+            full = (x.shape[2 + i] - 1) * a["strides"][i] + (a["kernel"][i] - 1) * a["dilations"][i] + 1
+            out.append(full + a["output_padding"][i] - a["pads"][i] - a["pads"][i + 2])
+        return [(tuple(out), x.dtype)]
+
+    def kernel(self, node: Node) -> Kernel:
+        a = node.attrs
+        pt, pl, pb, pr = a["pads"]
+        stride, dil, groups, opad = tuple(a["strides"]), tuple(a["dilations"]), a["group"], tuple(a["output_padding"])
+        if pt == pb and pl == pr:
+            pad = (pt, pl)
+            return lambda x, w, b=None: F.conv_transpose2d(x, w, b, stride, pad, opad, groups, dil)
+
+        def crop(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            y = F.conv_transpose2d(x, w, b, stride, 0, opad, groups, dil)
+            return y[:, :, pt:y.shape[2] - pb, pl:y.shape[3] - pr]
+        return crop
+
+    def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
+        w = ins[1].shape
+        return 2 * ins[0].numel * w[1] * w[2] * w[3]
+

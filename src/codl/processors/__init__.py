@@ -1,0 +1,5 @@
+"""Compute devices codl runs on; see :mod:`codl.processors.base`."""
+
+from .base import TORCH_DTYPES, Processor, ProcessorKind
+
+__all__ = ["Processor", "ProcessorKind", "TORCH_DTYPES"]

@@ -1,0 +1,108 @@
+"""A processor: one compute device with its settings and its data type.
+
+``Processor`` names a torch device (``cpu``, ``cuda:N``, ``mps``, ``xpu``), the CPU thread
+count where it applies, and the data type it computes in: element type plus whether 4-D
+tensors are kept channels-last. Everything device-specific (thread setting,
+synchronisation, names for fingerprints) goes through it.
+
+Example::
+
+    cpu = Processor.parse("cpu", threads=8)
+    gpu = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import CodlError
+from ..ir.graph import DType
+
+TORCH_DTYPES = {DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16,
+                DType.BFLOAT16: torch.bfloat16, DType.FLOAT64: torch.float64}
+
+
+class ProcessorKind(enum.Enum):
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+    XPU = "xpu"
+
+
+@dataclass(frozen=True)
+class Processor:
+    kind: ProcessorKind
+    index: int = 0
+    threads: int | None = None  # CPU only; None keeps torch's default
+    dtype: DType = DType.FLOAT32
+    channels_last: bool = False
+
+    @staticmethod
+    def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
+              channels_last: bool = False) -> "Processor":
+        """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable."""
+        name, _, idx = text.partition(":")
+        try:
+            kind = ProcessorKind(name)
+        except ValueError:
+            raise CodlError(f"unknown device {text!r}; supported: {[k.value for k in ProcessorKind]}") from None
+        if dtype not in TORCH_DTYPES:
+            raise CodlError(f"compute dtype {dtype.value} is not supported; use one of "
+                            f"{[d.value for d in TORCH_DTYPES]}")
+        if threads is not None and (kind is not ProcessorKind.CPU or threads < 1):
+            raise CodlError("--threads applies to the cpu device only and must be >= 1")
+        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last)
+        proc.check_available()
+        return proc
+
+    @property
+    def device(self) -> torch.device:
+        if self.kind is ProcessorKind.CPU:
+            return torch.device("cpu")
+        return torch.device(self.kind.value, self.index)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return TORCH_DTYPES[self.dtype]
+
+    def check_available(self) -> None:
+        k = self.kind
+        ok = (k is ProcessorKind.CPU
+              or (k is ProcessorKind.CUDA and torch.cuda.is_available() and self.index < torch.cuda.device_count())
+              or (k is ProcessorKind.MPS and torch.backends.mps.is_available())
+              or (k is ProcessorKind.XPU and hasattr(torch, "xpu") and torch.xpu.is_available()))
+        if not ok:
+            raise CodlError(f"device {self.label} is not available on this machine "
+                            f"(torch {torch.__version__}, cuda available: {torch.cuda.is_available()})")
+
+    def activate(self) -> None:
+        """Apply process-wide settings (CPU thread count) before running."""
+        if self.kind is ProcessorKind.CPU and self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    def synchronize(self) -> None:
+        """Wait until all work queued on this device has finished."""
+        if self.kind is ProcessorKind.CUDA:
+            torch.cuda.synchronize(self.index)
+        elif self.kind is ProcessorKind.MPS:
+            torch.mps.synchronize()
+        elif self.kind is ProcessorKind.XPU:
+            torch.xpu.synchronize(self.index)
+
+    @property
+    def label(self) -> str:
+        return self.kind.value if self.kind is ProcessorKind.CPU else f"{self.kind.value}:{self.index}"
+
+    def describe(self) -> dict[str, object]:
+        """Settings and hardware name, for result files."""
+        d: dict[str, object] = {"device": self.label, "dtype": self.dtype.value,
+                                "channels_last": self.channels_last}
+        if self.kind is ProcessorKind.CPU:
+            d["threads"] = self.threads or torch.get_num_threads()
+        elif self.kind is ProcessorKind.CUDA:
+            props = torch.cuda.get_device_properties(self.index)
+            d["name"], d["sms"] = props.name, props.multi_processor_count
+        return d
