@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -32,7 +31,7 @@ MIN_OPSET = 13
 FOLD_ONLY = frozenset({
     "Constant", "Shape", "Size", "Cast", "CastLike", "ConstantOfShape", "Range", "Expand",
     "Equal", "Less", "Greater", "Where", "Not", "And", "Or", "Floor", "Ceil", "Min", "Max",
-    "Mod", "ReduceProd", "ReduceSum", "Tile", "ScatterND", "Abs", "Sign", "Reciprocal",
+    "Mod", "ReduceProd", "Tile", "ScatterND", "Sign", "Reciprocal",
 })
 
 
@@ -91,7 +90,16 @@ def _attr_value(attr: Any) -> Any:
 
 
 def _node_name(raw: str, op_type: str, index: int, taken: set[str]) -> str:
-    base = re.sub(r"^/+", "", raw).replace("/", ".") or f"{op_type}_{index}"
+    """A unique, readable node name. PyTorch's exporter names nodes by scope, repeating
+    each parent in its child (``/ssh.2/b5a/b5a.0/Conv``): collapse that to
+    ``ssh.2.b5a.0.Conv``."""
+    parts: list[str] = []
+    for part in (p for p in raw.split("/") if p):
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part
+        else:
+            parts.append(part)
+    base = ".".join(parts) or f"{op_type}_{index}"
     candidate, k = base, 1
     while candidate in taken:
         candidate, k = f"{base}_{k}", k + 1
@@ -137,9 +145,12 @@ class _Importer:
     def _read_inputs(self) -> None:
         from onnx import helper
 
-        for vi in self.og.input:
-            if vi.name in self.graph.constants:
-                continue  # old exporters list initializers among the inputs
+        runtime = [vi for vi in self.og.input if vi.name not in self.graph.constants]  # old exporters list initializers too
+        unknown = set(self.input_shapes) - {vi.name for vi in runtime}
+        if unknown:
+            raise GraphError(f"{self.source}: input_shapes names {sorted(unknown)}, but the model's inputs are "
+                             f"{[vi.name for vi in runtime]}")
+        for vi in runtime:
             t = vi.type.tensor_type
             dtype = DType.from_numpy(helper.tensor_dtype_to_np_dtype(t.elem_type))
             if vi.name in self.input_shapes:
@@ -154,10 +165,6 @@ class _Importer:
             spec = TensorSpec(vi.name, shape, dtype)
             self.graph.inputs.append(spec)
             self.graph.specs[vi.name] = spec
-        unknown = set(self.input_shapes) - {s.name for s in self.graph.inputs}
-        if unknown:
-            raise GraphError(f"{self.source}: input_shapes names {sorted(unknown)}, but the model's inputs are "
-                             f"{[s.name for s in self.graph.inputs]}")
 
     def _import_node(self, index: int, onode: Any) -> None:
         g = self.graph

@@ -87,6 +87,7 @@ class OpKind(enum.Enum):
     SQRT = "Sqrt"
     EXP = "Exp"
     NEG = "Neg"
+    ABS = "Abs"
     # binary element-wise (numpy broadcasting)
     ADD = "Add"
     SUB = "Sub"
@@ -116,6 +117,8 @@ class OpKind(enum.Enum):
     MATMUL = "MatMul"
     SOFTMAX = "Softmax"
     REDUCE_MEAN = "ReduceMean"
+    REDUCE_SUM = "ReduceSum"
+    REDUCE_MAX = "ReduceMax"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Softmax along one axis, and ReduceMean over axes.
+"""Softmax along one axis, and the mean, sum and max reductions over axes.
 
-Attributes: Softmax ``axis`` (non-negative); ReduceMean ``axes`` (non-negative, sorted;
+Attributes: Softmax ``axis`` (non-negative); reductions ``axes`` (non-negative, sorted;
 empty means all axes) and ``keepdims`` (0/1).
 """
 
@@ -14,21 +14,28 @@ from ..ir.graph import DType, Node, OpKind, TensorSpec
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
+_REDUCTIONS = {
+    OpKind.REDUCE_MEAN: lambda x, axes, keep: torch.mean(x, dim=axes, keepdim=keep),
+    OpKind.REDUCE_SUM: lambda x, axes, keep: torch.sum(x, dim=axes, keepdim=keep),
+    OpKind.REDUCE_MAX: lambda x, axes, keep: torch.amax(x, dim=axes, keepdim=keep),
+}
+
+
 class Reduce(OpFamily):
-    kinds = (OpKind.SOFTMAX, OpKind.REDUCE_MEAN)
-    onnx_types = ("Softmax", "ReduceMean")
+    kinds = (OpKind.SOFTMAX, *_REDUCTIONS)
+    onnx_types = ("Softmax", "ReduceMean", "ReduceSum", "ReduceMax")
 
     def from_onnx(self, view: OnnxNodeView) -> Imported:
         rank = len(view.spec(view.inputs[0]).shape)
         if view.op_type == "Softmax":
             return Imported(OpKind.SOFTMAX, [view.inputs[0]],
                             {"axis": norm_axis(int(view.attrs.get("axis", -1)), rank, view)})
-        raw = view.const_input(1, "axes")  # opset 18 moved axes to an input
+        raw = view.const_input(1, "axes")  # opset 18 (13 for ReduceSum) moved axes to an input
         axes = ints(raw) if raw is not None else ints(view.attrs.get("axes", []))
         if not axes and int(view.attrs.get("noop_with_empty_axes", 0)):
             raise fail(view, "noop_with_empty_axes=1 is not supported")
         axes = sorted(norm_axis(a, rank, view) for a in axes) or list(range(rank))
-        return Imported(OpKind.REDUCE_MEAN, [view.inputs[0]],
+        return Imported(OpKind(view.op_type), [view.inputs[0]],
                         {"axes": axes, "keepdims": int(view.attrs.get("keepdims", 1))})
 
     def infer(self, node: Node, ins: Sequence[TensorSpec]) -> list[tuple[Shape, DType]]:
@@ -43,8 +50,8 @@ class Reduce(OpFamily):
         if node.op is OpKind.SOFTMAX:
             axis = node.attrs["axis"]
             return lambda x: torch.softmax(x, axis)
-        axes, keep = tuple(node.attrs["axes"]), bool(node.attrs["keepdims"])
-        return lambda x: torch.mean(x, dim=axes, keepdim=keep)
+        axes, keep, reduce = tuple(node.attrs["axes"]), bool(node.attrs["keepdims"]), _REDUCTIONS[node.op]
+        return lambda x: reduce(x, axes, keep)
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return (5 if node.op is OpKind.SOFTMAX else 1) * ins[0].numel

@@ -1,4 +1,4 @@
-"""Spatial resize of NCHW tensors (ONNX Resize and the older Upsample).
+"""Spatial resize of NCHW tensors (ONNX Resize).
 
 Attributes: ``mode`` ("nearest" or "linear"), ``align_corners`` (0/1, linear only),
 ``size`` [Ho, Wo], and ``scales`` [sh, sw] when the model gave scales (the source index
@@ -26,22 +26,18 @@ def _text(value: object, default: str) -> str:
 
 class Resize(OpFamily):
     kinds = (OpKind.RESIZE,)
-    onnx_types = ("Resize", "Upsample")
+    onnx_types = ("Resize",)
 
     def from_onnx(self, view: OnnxNodeView) -> Imported:
         shape = view.spec(view.inputs[0]).shape
         if len(shape) != 4:
             raise fail(view, f"only NCHW resize is supported; input is {view.spec(view.inputs[0])}")
         mode = _text(view.attrs.get("mode"), "nearest")
-        coord = _text(view.attrs.get("coordinate_transformation_mode"),
-                      "asymmetric" if view.op_type == "Upsample" else "half_pixel")
+        coord = _text(view.attrs.get("coordinate_transformation_mode"), "half_pixel")
         nearest = _text(view.attrs.get("nearest_mode"), "round_prefer_floor")
-        if view.op_type == "Upsample":
-            scales, sizes = view.const_input(1, "scales"), None
-        else:
-            scales, sizes = view.const_input(2, "scales"), view.const_input(3, "sizes")
-            if scales is not None and scales.size == 0:
-                scales = None
+        scales, sizes = view.const_input(2, "scales"), view.const_input(3, "sizes")
+        if scales is not None and scales.size == 0:
+            scales = None
         if sizes is not None and sizes.size:
             size = [int(s) for s in sizes.reshape(-1)]
             if size[:2] != list(shape[:2]):
@@ -56,7 +52,7 @@ class Resize(OpFamily):
         else:
             raise fail(view, "neither scales nor sizes given")
         if mode == "nearest":
-            if coord != "asymmetric" or (view.op_type == "Resize" and nearest != "floor"):
+            if coord != "asymmetric" or nearest != "floor":
                 raise fail(view, f"nearest resize with coordinate mode {coord!r} and rounding {nearest!r} is "
                                  "not supported (asymmetric + floor is)")
             return Imported(OpKind.RESIZE, [view.inputs[0]],

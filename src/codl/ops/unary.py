@@ -25,12 +25,13 @@ _SIMPLE = {
     OpKind.SQRT: torch.sqrt,
     OpKind.EXP: torch.exp,
     OpKind.NEG: torch.neg,
+    OpKind.ABS: torch.abs,
 }
 
 
 class Unary(OpFamily):
     kinds = tuple(_SIMPLE) + (OpKind.CLIP, OpKind.LEAKY_RELU, OpKind.HARD_SIGMOID, OpKind.GELU)
-    onnx_types = ("Relu", "Sigmoid", "Tanh", "HardSwish", "Erf", "Sqrt", "Exp", "Neg",
+    onnx_types = ("Relu", "Sigmoid", "Tanh", "HardSwish", "Erf", "Sqrt", "Exp", "Neg", "Abs",
                   "Clip", "LeakyRelu", "HardSigmoid", "Gelu")
 
     def from_onnx(self, view: OnnxNodeView) -> Imported:

@@ -39,11 +39,10 @@ class ReferenceRunner:
         processor.activate()
         names = [s.name for s in graph.inputs] + list(graph.constants) + [o for n in graph.nodes for o in n.outputs]
         slot = {name: i for i, name in enumerate(names)}
+        self._slot = slot
         self._slots: list[torch.Tensor | None] = [None] * len(names)
-        self._n_inputs = len(graph.inputs)
         for name, value in graph.constants.items():
             self._slots[slot[name]] = _to_processor(torch.from_numpy(np.array(value)), processor)
-        self._const_slots = {slot[c] for c in graph.constants}
         last_use: dict[str, int] = {}
         for step, node in enumerate(graph.nodes):
             for i in node.inputs:
@@ -59,6 +58,17 @@ class ReferenceRunner:
     def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Run once. Inputs: tensors in graph-input order, or one dict by name. Returns the
         outputs in the processor's dtype, on its device (not synchronised)."""
+        values = self._execute(inputs, keep_all=False)
+        return [values[i] for i in self._out_slots]  # type: ignore[misc]
+
+    def run_all(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run once keeping every intermediate tensor, by name (for debugging numerics
+        and for checking shape inference against execution)."""
+        values = self._execute(inputs, keep_all=True)
+        names = [s.name for s in self.graph.inputs] + [o for n in self.graph.nodes for o in n.outputs]
+        return {name: values[self._slot[name]] for name in names}  # type: ignore[misc]
+
+    def _execute(self, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]], keep_all: bool) -> list[torch.Tensor | None]:
         values = self._slots[:]
         for i, t in enumerate(self._bind(inputs)):
             values[i] = _to_processor(t, self.processor)
@@ -75,9 +85,10 @@ class ReferenceRunner:
                 else:
                     for o, r in zip(outs, result):
                         values[o] = r
-                for i in free:
-                    values[i] = None
-        return [values[i] for i in self._out_slots]  # type: ignore[misc]
+                if not keep_all:
+                    for i in free:
+                        values[i] = None
+        return values
 
     def _bind(self, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
         specs = self.graph.inputs

@@ -1,0 +1,5 @@
+"""Benchmarks and reports: timing runs and summarising latencies."""
+
+from .run import LatencyStats, time_calls
+
+__all__ = ["LatencyStats", "time_calls"]

@@ -1,0 +1,199 @@
+"""Command-line interface: thin subcommands over the public API.
+
+    codl models
+    codl inspect MODEL [--input-size H W] [--width W] [--json FILE]
+    codl run MODEL -d cpu|cuda [--threads N] [-n ITERS] [--warmup N] [--json FILE]
+
+MODEL is a built-in model name (``codl models``) or a path to an ``.onnx`` file. Results
+go to stdout, progress and errors to stderr; errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import torch
+
+from . import zoo
+from .bench import LatencyStats, time_calls
+from .errors import CodlError
+from .fingerprint import artifact_header
+from .frontends import load_onnx
+from .ir import DType, Graph, op_rows, total_flops
+from .processors import Processor
+from .runtime import ReferenceRunner, random_inputs
+
+DTYPES = {"fp32": DType.FLOAT32, "fp16": DType.FLOAT16, "bf16": DType.BFLOAT16}
+
+
+def _log(text: str) -> None:
+    print(f"codl: {text}", file=sys.stderr, flush=True)
+
+
+def _input_shapes(items: Sequence[str] | None) -> dict[str, list[int]]:
+    shapes = {}
+    for item in items or []:
+        name, _, dims = item.partition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            raise CodlError(f"--input-shape {item!r}: expected NAME=1x3x224x224") from None
+    return shapes
+
+
+def load_model(args: argparse.Namespace) -> tuple[Graph, torch.nn.Module | None, list[torch.Tensor], str]:
+    """Graph, the source module (built-in models only), example inputs, description."""
+    model = args.model
+    if model.endswith(".onnx") or os.path.sep in model or os.path.exists(model):
+        _log(f"importing {model}")
+        graph = load_onnx(model, _input_shapes(args.input_shape))
+        return graph, None, random_inputs(graph), model
+    spec = zoo.spec(model)
+    hw = tuple(args.input_size) if args.input_size else spec.input_size
+    _log(f"building {model} at {hw[0]}x{hw[1]}, width {args.width} (seeded random weights)")
+    module, x = zoo.build(model, hw, args.width)
+    from .frontends import from_torch
+
+    graph = from_torch(module, x, name=model)
+    return graph, module, [x], f"{model} ({hw[0]}x{hw[1]}, width {args.width})"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = []
+    for name, spec in zoo.MODELS.items():
+        _log(f"measuring {name}")
+        g = zoo.graph(name)
+        rows.append({"model": name, "input": f"{spec.input_size[0]}x{spec.input_size[1]}", "ops": len(g.nodes),
+                     "params_m": g.num_parameters / 1e6, "gflops": total_flops(g) / 1e9,
+                     "codl_paper": spec.paper, "description": spec.description})
+    print(f"{'model':<12} {'input':>8} {'ops':>5} {'params(M)':>10} {'GFLOPs':>8}  description")
+    for r in rows:
+        mark = " [CoDL eval]" if r["codl_paper"] else ""
+        print(f"{r['model']:<12} {r['input']:>8} {r['ops']:>5} {r['params_m']:>10.2f} {r['gflops']:>8.2f}  "
+              f"{r['description']}{mark}")
+    print("GFLOPs count a multiply-add as 2 FLOPs.")
+    _write_json(args.json, {**artifact_header("models"), "models": rows})
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    graph, _, _, label = load_model(args)
+    rows = op_rows(graph)
+    print(f"{label}: {len(rows)} ops, {graph.num_parameters / 1e6:.2f} M parameters, "
+          f"{total_flops(graph) / 1e9:.3f} GFLOPs")
+    w = max([len(r.name) for r in rows] + [4])
+    print(f"{'#':>4} {'node':<{w}} {'op':<18} {'inputs':<40} {'output':<28} {'MFLOPs':>9} {'params':>9}")
+    for i, r in enumerate(rows):
+        print(f"{i:>4} {r.name:<{w}} {r.op:<18} {', '.join(r.inputs):<40} {', '.join(r.outputs):<28} "
+              f"{r.flops / 1e6:>9.2f} {r.params:>9}")
+    _write_json(args.json, {**artifact_header("inspect"), "graph": graph.to_json(),
+                            "ops": [r.__dict__ for r in rows]})
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    proc = Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last)
+    graph, module, inputs, label = load_model(args)
+    _log(f"preparing {len(graph.nodes)} ops on {proc.label}")
+    runner = ReferenceRunner(graph, proc)
+    device_inputs = [t.to(proc.device, proc.torch_dtype) for t in inputs]
+    outs = runner(*device_inputs)
+    proc.synchronize()
+    check = _check(graph, module, inputs, outs, proc) if args.check else None
+    samples = time_calls(lambda: runner(*device_inputs), proc, args.iters, args.warmup)
+    stats = LatencyStats.of(samples)
+    desc = proc.describe()
+    print(f"model      {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
+    extra = f", {desc['threads']} threads" if "threads" in desc else f", {desc.get('name', '')}"
+    print(f"processor  {proc.label}{extra}, {proc.dtype.value} {'channels-last' if proc.channels_last else 'NCHW'}")
+    if check is not None:
+        print(f"check      {check['against']}: max relative error {check['max_rel_error']:.2e} "
+              f"(tolerance {check['tolerance']:.0e}) {'OK' if check['ok'] else 'FAILED'}")
+    print(f"latency    measured, {stats.count} runs after {args.warmup} warm-up (ms)")
+    for key in ("median", "mean", "min", "max", "p90"):
+        print(f"  {key:<8} {getattr(stats, key + '_ms'):10.3f}")
+    _write_json(args.json, {**artifact_header("run"), "model": label, "ops": len(graph.nodes),
+                            "gflops": total_flops(graph) / 1e9, "processor": desc, "iters": args.iters,
+                            "warmup": args.warmup, "latency_source": "measured", "latency_ms": stats.to_json(),
+                            "samples_ms": samples, "check": check})
+    return 0 if check is None or check["ok"] else 1
+
+
+def tolerance(proc: Processor) -> float:
+    """Max relative error accepted against an fp32 reference: fp32 1e-4, except on CUDA
+    where PyTorch lets cuDNN run fp32 convolutions in TF32 by default (1e-2); fp16 2e-2;
+    bf16 5e-2 (8 mantissa bits)."""
+    if proc.dtype is DType.FLOAT32:
+        tf32 = proc.device.type == "cuda" and torch.backends.cudnn.allow_tf32
+        return 1e-2 if tf32 else 1e-4
+    return 2e-2 if proc.dtype is DType.FLOAT16 else 5e-2
+
+
+def _check(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
+           outs: list[torch.Tensor], proc: Processor) -> dict[str, Any]:
+    """Compare outputs with the PyTorch module (built-in models) or with fp32 CPU
+    execution of the graph (ONNX files): max |y - ref| / max |ref| over the outputs."""
+    with torch.inference_mode():
+        if module is not None:
+            ref = module(*inputs)
+            refs, against = ([ref] if isinstance(ref, torch.Tensor) else list(ref)), "vs PyTorch module (fp32 CPU)"
+        else:
+            refs, against = ReferenceRunner(graph, Processor.parse("cpu"))(*inputs), "vs codl fp32 CPU run"
+    err = max(float((o.float().cpu() - r).abs().max() / r.abs().max().clamp_min(1e-12)) for o, r in zip(outs, refs))
+    tol = tolerance(proc)
+    return {"against": against, "max_rel_error": err, "tolerance": tol, "ok": err <= tol}
+
+
+def _write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+        _log(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codl", description="CPU-GPU co-execution of DL inference")
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("models", help="list the built-in models")
+    m.add_argument("--json", help="also write the table to this JSON file")
+    m.set_defaults(fn=cmd_models)
+    for name, fn, text in (("inspect", cmd_inspect, "per-op table of a model"),
+                           ("run", cmd_run, "run a model on one processor and time it")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("model", help="built-in model name or path to an .onnx file")
+        s.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size of a built-in model")
+        s.add_argument("--width", type=float, default=1.0, help="channel multiplier of a built-in model")
+        s.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW",
+                       help="static shape for an ONNX input with symbolic dimensions")
+        s.add_argument("--json", help="also write the result to this JSON file")
+        s.set_defaults(fn=fn)
+        if name == "run":
+            s.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps or xpu")
+            s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+            s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
+            s.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
+            s.add_argument("-n", "--iters", type=int, default=20, help="timed runs")
+            s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+            s.add_argument("--no-check", dest="check", action="store_false",
+                           help="skip comparing outputs with the reference")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except CodlError as e:
+        print(f"codl: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The command line: models, inspect and run, on built-in models and ONNX files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codl import zoo
+from codl.cli import main
+from codl.frontends import export_onnx
+
+
+def test_run_builtin_model_prints_latency_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "r.json"
+    rc = main(["run", "yolov2", "--input-size", "64", "64", "--width", "0.25", "-n", "3", "--warmup", "1",
+               "--threads", "1", "--json", str(out)])
+    text = capsys.readouterr()
+    assert rc == 0
+    for key in ("median", "mean", "min", "max", "p90"):
+        assert key in text.out
+    assert "check      vs PyTorch module" in text.out and "OK" in text.out
+    assert "timing 3 runs" in text.err  # progress goes to stderr
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1 and data["latency_source"] == "measured"
+    assert len(data["samples_ms"]) == 3 and data["latency_ms"]["min_ms"] <= data["latency_ms"]["median_ms"]
+    assert data["processor"]["threads"] == 1 and "cpu" in data["fingerprint"]
+
+
+def test_run_onnx_file_in_bf16(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    module, x = zoo.build("mobilenetv2", (64, 64), width=0.5)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(export_onnx(module, x))
+    assert main(["run", str(path), "--dtype", "bf16", "--channels-last", "-n", "2", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "bfloat16 channels-last" in out and "vs codl fp32 CPU run" in out
+
+
+def test_inspect_lists_every_op(capsys: pytest.CaptureFixture) -> None:
+    assert main(["inspect", "vgg16", "--input-size", "32", "32", "--width", "0.25"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("vgg16 (32x32, width 0.25): 37 ops")
+    assert sum(" Conv " in line for line in lines) == 13
+    assert sum(" Linear " in line for line in lines) == 3
+
+
+def test_models_table(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Full-size graphs take tens of seconds to export; shrink them for the test.
+    real = zoo.graph
+    monkeypatch.setattr(zoo, "graph", lambda name: real(name, (32, 32) if name != "fst" else (32, 32), width=0.25))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in zoo.MODELS:
+        assert name in out
+    assert "[CoDL eval]" in out
+
+
+def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("garbage" * 50)
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("codl: error: ") and "not a valid ONNX model" in err[-1]
+    assert main(["run", "nosuchmodel"]) == 2
+    assert "built-in models: vgg16" in capsys.readouterr().err
+    assert main(["run", "vgg16", "-d", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err

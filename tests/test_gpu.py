@@ -1,0 +1,49 @@
+"""CUDA execution of every evaluation model. Skipped without a GPU; on the GPU machine:
+
+    PYTHONPATH=src python -m pytest -q tests/test_gpu.py
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codl import zoo
+from codl.cli import main
+from codl.frontends import from_torch
+from codl.ir import DType
+from codl.processors import Processor
+from codl.runtime import ReferenceRunner
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+SMALL = {"fst": (96, 128), "vit": (64, 64)}
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+@pytest.mark.parametrize("dtype,channels_last", [(DType.FLOAT32, False), (DType.FLOAT16, True)])
+def test_model_on_cuda_matches_cpu_reference(name: str, dtype: DType, channels_last: bool) -> None:
+    module, x = zoo.build(name, SMALL.get(name, (128, 128)), width=0.5)
+    graph = from_torch(module, x, name=name)
+    with torch.no_grad():
+        expected = module(x)
+    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+    proc = Processor.parse("cuda", dtype=dtype, channels_last=channels_last)
+    got = ReferenceRunner(graph, proc)(x.cuda())
+    torch.cuda.synchronize()
+    tol = proc_tolerance(proc)
+    for g, e in zip(got, expected):
+        assert g.device.type == "cuda" and g.dtype == proc.torch_dtype
+        err = float((g.float().cpu() - e).abs().max() / e.abs().max())
+        assert err < tol, f"{name} {dtype.value}: max relative error {err:.2e} >= {tol:.0e}"
+
+
+def proc_tolerance(proc: Processor) -> float:
+    from codl.cli import tolerance
+
+    return tolerance(proc)
+
+
+def test_cli_run_on_cuda(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "resnet50", "-d", "cuda", "--dtype", "fp16", "--channels-last", "-n", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "cuda:0" in out and "OK" in out
