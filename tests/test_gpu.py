@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from codl import zoo
+from codl.bench import compare, tolerance
 from codl.cli import main
 from codl.frontends import from_torch
 from codl.ir import DType
@@ -30,17 +31,9 @@ def test_model_on_cuda_matches_cpu_reference(name: str, dtype: DType, channels_l
     proc = Processor.parse("cuda", dtype=dtype, channels_last=channels_last)
     got = ReferenceRunner(graph, proc)(x.cuda())
     torch.cuda.synchronize()
-    tol = proc_tolerance(proc)
-    for g, e in zip(got, expected):
-        assert g.device.type == "cuda" and g.dtype == proc.torch_dtype
-        err = float((g.float().cpu() - e).abs().max() / e.abs().max())
-        assert err < tol, f"{name} {dtype.value}: max relative error {err:.2e} >= {tol:.0e}"
-
-
-def proc_tolerance(proc: Processor) -> float:
-    from codl.cli import tolerance
-
-    return tolerance(proc)
+    assert all(g.device.type == "cuda" and g.dtype == proc.torch_dtype for g in got)
+    err, tol = compare(got, expected)["rel_l2_error"], tolerance(proc)
+    assert err < tol, f"{name} {dtype.value}: relative error {err:.2e} >= {tol:.0e}"
 
 
 def test_cli_run_on_cuda(capsys: pytest.CaptureFixture) -> None:
