@@ -19,6 +19,22 @@ for m in $models; do
       | grep -E "^(model|processor|check|  median|  p90)" | sed "s/^/$tag  /"
   done
 done
+echo "== onnxruntime CPU (peer), fp32, same models"
+python3 - "$OUT" $models <<'PY' | tee "$OUT/ort.txt"
+import os, sys, time, numpy as np, onnxruntime as ort
+from codl import zoo
+from codl.frontends import export_onnx
+for name in sys.argv[2:]:
+    module, x = zoo.build(name)
+    opts = ort.SessionOptions(); opts.intra_op_num_threads = os.cpu_count()
+    sess = ort.InferenceSession(export_onnx(module, x), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    for _ in range(5): sess.run(None, feed)
+    t = []
+    for _ in range(30):
+        s = time.perf_counter(); sess.run(None, feed); t.append((time.perf_counter() - s) * 1e3)
+    print(f"| {name} | onnxruntime {ort.__version__} CPU, {os.cpu_count()} threads | float32 | {np.median(t):.3f} | {np.percentile(t, 90):.3f} | {min(t):.3f} |")
+PY
 python3 - "$OUT" <<'PY'
 import json, glob, os, sys
 rows = []
@@ -30,3 +46,5 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "*_*_*.json"))):
 open(os.path.join(sys.argv[1], "table.md"), "w").write("\n".join(rows) + "\n")
 print("\n".join(rows))
 PY
+tar -C "$OUT" -czf "$OUT/runs.tar.gz" $(cd "$OUT" && ls *.json progress.log)
+rm -f "$OUT"/*_*_*.json
