@@ -13,21 +13,26 @@ from torch import nn
 from .common import ch, conv_bn
 
 
+def vgg_stack(cfg: list, width: float, cin: int = 3) -> tuple[nn.Sequential, int]:
+    """3x3 conv + ReLU for each channel count in ``cfg``, 2x2 max pool for each "M";
+    returns the stack and its output channels."""
+    layers: list[nn.Module] = []
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, ch(v, width), 3, padding=1), nn.ReLU(inplace=True)]
+            cin = ch(v, width)
+    return nn.Sequential(*layers), cin
+
+
 class VGG16(nn.Module):
     """VGG-16 (configuration D) with its three fully connected layers, for 224x224."""
 
     def __init__(self, width: float = 1.0, image: int = 224, classes: int = 1000) -> None:
         super().__init__()
         cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-        layers: list[nn.Module] = []
-        cin = 3
-        for v in cfg:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, ch(v, width), 3, padding=1), nn.ReLU(inplace=True)]
-                cin = ch(v, width)
-        self.features = nn.Sequential(*layers)
+        self.features, cin = vgg_stack(cfg, width)
         hidden, side = ch(4096, width), image // 32
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.ReLU(inplace=True),
@@ -91,15 +96,7 @@ class PoseNet(nn.Module):
         super().__init__()
         c = lambda n: ch(n, width)  # noqa: E731
         cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 256, 256, 256, 256, 128]
-        layers: list[nn.Module] = []
-        cin = 3
-        for v in cfg:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, c(v), 3, padding=1), nn.ReLU(inplace=True)]
-                cin = c(v)
-        self.encoder = nn.Sequential(*layers)
+        self.encoder, cin = vgg_stack(cfg, width)
         self.score = nn.Sequential(nn.Conv2d(cin, c(512), 1), nn.ReLU(inplace=True), nn.Conv2d(c(512), keypoints, 1))
         self.stages = nn.ModuleList()
         for _ in range(stages):
