@@ -185,7 +185,7 @@ class _Importer:
         if all(g.is_constant(i) for i in present):
             self._fold(onode, present, outputs, label)
             return
-        if op_type == "Cast" and int(attrs["to"]) and self._same_type_cast(present[0], int(attrs["to"])):
+        if op_type == "Cast" and self._same_type_cast(present[0], int(attrs["to"])):
             op_type = "Identity"
         impl = ONNX_TYPES.get(op_type)
         if impl is None:
