@@ -19,6 +19,7 @@ import torch
 
 from ..errors import GraphError
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, default_axis, full_box
 
 Kernel = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
 Shape = tuple[int, ...]
@@ -77,6 +78,46 @@ class OpFamily:
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return sum(o.numel for o in outs)
+
+    # --- partitioning -----------------------------------------------------------------
+    # A family that can compute part of its output overrides these three. The default is
+    # "whole only": the node runs on one processor.
+
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        """Output axis for each partition dimension this node supports."""
+        return {}
+
+    def alignment(self, node: Node, ins: Sequence[TensorSpec], dim: Dim) -> int:
+        """Split points along ``dim`` must be multiples of this for correctness."""
+        return 1
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        """For output region ``box``, the region of every input (constants included:
+        the executor slices them) that computing it needs."""
+        raise NotImplementedError
+
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+        """A kernel computing output region ``box`` from inputs holding exactly
+        ``input_boxes(..., box)``."""
+        return self.kernel(node)
+
+
+class Elementwise(OpFamily):
+    """Split rule for ops whose output element depends on the same element of each input
+    (numpy broadcasting): any axis of the default table, same region in, same out."""
+
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        return {d: a for d in Dim if (a := default_axis(len(out.shape), d)) is not None}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        return [broadcast_box(box, i.shape) for i in ins]
+
+
+def broadcast_box(box: Box, shape: Sequence[int]) -> Box:
+    """The region of an input of ``shape`` that feeds output region ``box`` under numpy
+    broadcasting (axes aligned on the right; size-1 axes read their only element)."""
+    tail = box[len(box) - len(shape):] if shape else ()
+    return tuple((0, 1) if d == 1 else se for se, d in zip(tail, shape))
 
 
 def fail(node: Node | OnnxNodeView, message: str) -> GraphError:

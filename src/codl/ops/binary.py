@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail
+from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape, fail
 
 _FUNCS = {
     OpKind.ADD: torch.add,
@@ -22,7 +22,7 @@ _FUNCS = {
 }
 
 
-class Binary(OpFamily):
+class Binary(Elementwise):
     kinds = tuple(_FUNCS)
     onnx_types = ("Add", "Sub", "Mul", "Div", "Pow")
 

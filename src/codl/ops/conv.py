@@ -14,7 +14,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from dataclasses import replace
+
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, conv_rows, full_box, with_axis
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 
 
@@ -87,6 +90,35 @@ class Conv(OpFamily):
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         w = ins[1].shape
         return 2 * outs[0].numel * w[1] * w[2] * w[3]
+
+    # Split on output channels (whole groups: a grouped conv's channel share must cover
+    # whole groups) or on output rows (input rows plus the halo).
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        return {Dim.OC: 1, Dim.H: 2}
+
+    def alignment(self, node: Node, ins: Sequence[TensorSpec], dim: Dim) -> int:
+        return ins[1].shape[0] // node.attrs["group"] if dim is Dim.OC else 1
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        x, w = ins[0], ins[1]
+        (c0, c1), (r0, r1) = box[1], box[2]
+        per_group_out, per_group_in = w.shape[0] // node.attrs["group"], w.shape[1]
+        if c0 % per_group_out or (c1 % per_group_out and c1 != out.shape[1]):
+            raise fail(node, f"output channels [{c0}, {c1}) do not cover whole groups of {per_group_out}")
+        g0, g1 = c0 // per_group_out, -(-c1 // per_group_out)
+        a = node.attrs
+        lo, hi, _, _ = conv_rows(r0, r1, a["kernel"][0], a["strides"][0], a["pads"][0], a["dilations"][0], x.shape[2])
+        x_box = (box[0], (g0 * per_group_in, g1 * per_group_in), (lo, hi), (0, x.shape[3]))
+        return [x_box, with_axis(full_box(w.shape), 0, c0, c1)] + [((c0, c1),)] * (len(ins) - 2)
+
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+        a = node.attrs
+        (c0, c1), (r0, r1) = box[1], box[2]
+        per_group_out = ins[1].shape[0] // a["group"]
+        _, _, pad_lo, pad_hi = conv_rows(r0, r1, a["kernel"][0], a["strides"][0], a["pads"][0], a["dilations"][0], ins[0].shape[2])
+        attrs = {**a, "pads": [pad_lo, a["pads"][1], pad_hi, a["pads"][3]],
+                 "group": -(-c1 // per_group_out) - c0 // per_group_out}
+        return self.kernel(replace(node, attrs=attrs))
 
 
 class ConvTranspose(OpFamily):

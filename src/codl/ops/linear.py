@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail
+from ..ir.regions import Box, Dim, full_box, with_axis
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, broadcast_box, fail
 
 
 class Linear(OpFamily):
@@ -79,3 +80,19 @@ class Linear(OpFamily):
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return 2 * outs[0].numel * ins[0].shape[-1]
+
+    # OC: output features (weight rows / columns of B); H: rows (tokens) of the output.
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        rank = len(out.shape)
+        return {Dim.OC: rank - 1, Dim.H: rank - 2} if rank >= 2 else {}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        a, b = ins[0], ins[1]
+        rows, cols = box[-2], box[-1]
+        if node.op is OpKind.LINEAR:
+            x_box = box[:-1] + ((0, a.shape[-1]),)
+            return [x_box, with_axis(full_box(b.shape), 0, *cols)] + [(cols,)] * (len(ins) - 2)
+        batch = box[:-2]
+        a_box = broadcast_box(batch + (rows, (0, a.shape[-1])), a.shape)
+        b_box = broadcast_box(batch + ((0, b.shape[-2]), cols), b.shape)
+        return [a_box, b_box]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, default_axis, full_box
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, norm_axis
 
 
@@ -62,3 +63,19 @@ class Norm(OpFamily):
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         per = 2 if node.op is OpKind.BATCH_NORM else 8  # scale+shift vs. mean, var, normalise
         return per * outs[0].numel
+
+    # BatchNorm: any axis (per-channel parameters follow a channel split); InstanceNorm:
+    # channels only (statistics span the rows); LayerNorm: axes before the normalised ones.
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        axes = {d: default_axis(len(out.shape), d) for d in Dim}
+        if node.op is OpKind.INSTANCE_NORM:
+            return {Dim.OC: 1}
+        if node.op is OpKind.LAYER_NORM:
+            return {d: a for d, a in axes.items() if a is not None and a < node.attrs["axis"]}
+        return {d: a for d, a in axes.items() if a is not None}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        if node.op is OpKind.LAYER_NORM:
+            return [box] + [full_box(p.shape) for p in ins[1:]]
+        x_box = box if node.op is OpKind.BATCH_NORM else box[:2] + full_box(out.shape[2:])
+        return [x_box] + [(box[1],)] * (len(ins) - 1)

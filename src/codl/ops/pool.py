@@ -12,7 +12,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from dataclasses import replace
+
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, conv_rows, with_axis
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 from .conv import _window_attrs
 
@@ -97,3 +100,29 @@ class Pool(OpFamily):
             return ins[0].numel
         kh, kw = node.attrs["kernel"]
         return outs[0].numel * kh * kw
+
+    # Channels always split; rows split for max pooling (padding with -inf) and for
+    # average pooling without padding or ceil mode (else border divisors would change).
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        if node.op is OpKind.MAX_POOL or (node.op is OpKind.AVG_POOL and not any(node.attrs["pads"])
+                                          and not node.attrs["ceil_mode"]):
+            return {Dim.OC: 1, Dim.H: 2}
+        return {Dim.OC: 1}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        x = ins[0]
+        if node.op is OpKind.GLOBAL_AVG_POOL:
+            return [box[:2] + ((0, x.shape[2]), (0, x.shape[3]))]
+        a = node.attrs
+        lo, hi, _, _ = conv_rows(*box[2], a["kernel"][0], a["strides"][0], a["pads"][0], a.get("dilations", [1, 1])[0], x.shape[2])
+        return [with_axis(box[:2] + ((0, x.shape[2]), (0, x.shape[3])), 2, lo, hi)]
+
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+        if node.op is OpKind.GLOBAL_AVG_POOL or box[2] == (0, out.shape[2]):
+            return self.kernel(node)
+        a = node.attrs
+        (kh, kw), (sh, sw), dil = a["kernel"], a["strides"], a.get("dilations", [1, 1])
+        _, _, top, bottom = conv_rows(*box[2], kh, sh, a["pads"][0], dil[0], ins[0].shape[2])
+        # Explicit pads reproduce ceil mode too, so the partial op runs without it.
+        _, _, left, right = conv_rows(0, out.shape[3], kw, sw, a["pads"][1], dil[1], ins[0].shape[3])
+        return self.kernel(replace(node, attrs={**a, "pads": [top, left, bottom, right], "ceil_mode": 0}))

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, default_axis
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
@@ -55,3 +56,13 @@ class Reduce(OpFamily):
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return (5 if node.op is OpKind.SOFTMAX else 1) * ins[0].numel
+
+    # Softmax splits on any default axis but its own; reductions run whole.
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        if node.op is not OpKind.SOFTMAX:
+            return {}
+        axes = {d: default_axis(len(out.shape), d) for d in Dim}
+        return {d: a for d, a in axes.items() if a is not None and a != node.attrs["axis"]}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        return [box]

@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
+
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, full_box
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail
 
 
@@ -83,3 +86,34 @@ class Resize(OpFamily):
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return outs[0].numel * (1 if node.attrs["mode"] == "nearest" else 4)
+
+    # Channels always; rows for nearest resizing by an integer factor (row r reads r // f).
+    def _row_factor(self, node: Node, ins: Sequence[TensorSpec]) -> int | None:
+        h_in, h_out, scales = ins[0].shape[2], node.attrs["size"][0], node.attrs["scales"]
+        if node.attrs["mode"] != "nearest" or h_out % h_in or (scales and scales[0] != h_out // h_in):
+            return None
+        return h_out // h_in
+
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        return {Dim.OC: 1, Dim.H: 2} if self._row_factor(node, ins) else {Dim.OC: 1}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        x = ins[0].shape
+        f = self._row_factor(node, ins) if box[2] != (0, out.shape[2]) else None
+        rows = (box[2][0] // f, (box[2][1] - 1) // f + 1) if f else (0, x[2])
+        return [(box[0], box[1], rows, (0, x[3]))]
+
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+        f = self._row_factor(node, ins) if box[2] != (0, out.shape[2]) else None
+        if not f:
+            return self.kernel(node)
+        r0, r1 = box[2]
+        skip, width, scales = r0 - (r0 // f) * f, node.attrs["size"][1], node.attrs["scales"]
+
+        def rows(x: torch.Tensor) -> torch.Tensor:
+            if scales:  # keep the width's source-index rule (dst / scale)
+                y = F.interpolate(x, scale_factor=(float(f), scales[1]), mode="nearest")
+            else:
+                y = F.interpolate(x, size=(x.shape[2] * f, width), mode="nearest")
+            return y[:, :, skip:skip + r1 - r0]
+        return rows

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from ..ir.regions import Box, Dim, default_axis, with_axis
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
@@ -42,6 +43,15 @@ class Concat(OpFamily):
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return 0
+
+    # Any default axis except the concatenation axis: each input gives its own rows.
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        axes = {d: default_axis(len(out.shape), d) for d in Dim}
+        return {d: a for d, a in axes.items() if a is not None and a != node.attrs["axis"]}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        axis = node.attrs["axis"]
+        return [with_axis(box, axis, 0, i.shape[axis]) for i in ins]
 
 
 class Split(OpFamily):
@@ -168,6 +178,15 @@ class Pad(OpFamily):
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return 0
+
+    # Channels of an NCHW tensor, when the channel axis is not padded.
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        pads, rank = node.attrs["pads"], len(out.shape)
+        return {Dim.OC: 1} if rank == 4 and pads[1] == 0 and pads[1 + rank] == 0 else {}
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        x = ins[0].shape
+        return [tuple(box[i] if i == 1 else (0, d) for i, d in enumerate(x))]
 
 
 class Gather(OpFamily):

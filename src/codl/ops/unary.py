@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape
+from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape
 
 _SIMPLE = {
     OpKind.RELU: torch.relu,
@@ -29,7 +29,7 @@ _SIMPLE = {
 }
 
 
-class Unary(OpFamily):
+class Unary(Elementwise):
     kinds = tuple(_SIMPLE) + (OpKind.CLIP, OpKind.LEAKY_RELU, OpKind.HARD_SIGMOID, OpKind.GELU)
     onnx_types = ("Relu", "Sigmoid", "Tanh", "HardSwish", "Erf", "Sqrt", "Exp", "Neg", "Abs",
                   "Clip", "LeakyRelu", "HardSigmoid", "Gelu")
