@@ -31,23 +31,28 @@ def box_shape(box: Box) -> tuple[int, ...]:
     return tuple(e - s for s, e in box)
 
 
-def is_empty(box: Box) -> bool:
-    return any(e <= s for s, e in box)
+def is_empty(box: Box | None) -> bool:
+    """True for ``None`` (no region at all) and for boxes with an empty axis."""
+    return box is None or any(e <= s for s, e in box)
 
 
 def with_axis(box: Box, axis: int, start: int, end: int) -> Box:
     return box[:axis] + ((start, end),) + box[axis + 1:]
 
 
-def intersect(a: Box, b: Box) -> Box:
+def intersect(a: Box | None, b: Box | None) -> Box | None:
+    if a is None or b is None:
+        return None
     return tuple((max(s1, s2), min(e1, e2)) for (s1, e1), (s2, e2) in zip(a, b))
 
 
-def contains(outer: Box, inner: Box) -> bool:
-    return is_empty(inner) or all(so <= si and ei <= eo for (so, eo), (si, ei) in zip(outer, inner))
+def contains(outer: Box | None, inner: Box | None) -> bool:
+    if is_empty(inner):
+        return True
+    return outer is not None and all(so <= si and ei <= eo for (so, eo), (si, ei) in zip(outer, inner))  # type: ignore[union-attr]
 
 
-def hull(a: Box, b: Box) -> Box:
+def hull(a: Box | None, b: Box | None) -> Box | None:
     """Smallest box holding both (an empty box adds nothing)."""
     if is_empty(a):
         return b

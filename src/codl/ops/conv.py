@@ -97,15 +97,16 @@ class Conv(OpFamily):
         return {Dim.OC: 1, Dim.H: 2}
 
     def alignment(self, node: Node, ins: Sequence[TensorSpec], dim: Dim) -> int:
-        return ins[1].shape[0] // node.attrs["group"] if dim is Dim.OC else 1
+        group = node.attrs["group"]
+        return ins[1].shape[0] // group if dim is Dim.OC and group > 1 else 1
 
     def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
         x, w = ins[0], ins[1]
         (c0, c1), (r0, r1) = box[1], box[2]
         per_group_out, per_group_in = w.shape[0] // node.attrs["group"], w.shape[1]
-        if c0 % per_group_out or (c1 % per_group_out and c1 != out.shape[1]):
+        if node.attrs["group"] > 1 and (c0 % per_group_out or c1 % per_group_out):
             raise fail(node, f"output channels [{c0}, {c1}) do not cover whole groups of {per_group_out}")
-        g0, g1 = c0 // per_group_out, -(-c1 // per_group_out)
+        g0, g1 = (c0 // per_group_out, c1 // per_group_out) if node.attrs["group"] > 1 else (0, 1)
         a = node.attrs
         lo, hi, _, _ = conv_rows(r0, r1, a["kernel"][0], a["strides"][0], a["pads"][0], a["dilations"][0], x.shape[2])
         x_box = (box[0], (g0 * per_group_in, g1 * per_group_in), (lo, hi), (0, x.shape[3]))
@@ -116,8 +117,8 @@ class Conv(OpFamily):
         (c0, c1), (r0, r1) = box[1], box[2]
         per_group_out = ins[1].shape[0] // a["group"]
         _, _, pad_lo, pad_hi = conv_rows(r0, r1, a["kernel"][0], a["strides"][0], a["pads"][0], a["dilations"][0], ins[0].shape[2])
-        attrs = {**a, "pads": [pad_lo, a["pads"][1], pad_hi, a["pads"][3]],
-                 "group": -(-c1 // per_group_out) - c0 // per_group_out}
+        groups = (c1 - c0) // per_group_out if a["group"] > 1 else 1
+        attrs = {**a, "pads": [pad_lo, a["pads"][1], pad_hi, a["pads"][3]], "group": groups}
         return self.kernel(replace(node, attrs=attrs))
 
 

@@ -1,0 +1,313 @@
+"""Co-execution of a plan on two processors at the same time.
+
+``compile(graph, plan, processors)`` builds a :class:`Session` once: the schedule (one
+program per processor), every constant sliced to the regions each processor reads and
+converted to that processor's data type, one kernel per step, and one channel per region
+that crosses between the processors (with its staging buffer, pinned when a GPU is on
+either end). A persistent worker thread runs processor 0's program; the calling thread
+runs processor 1's (for a GPU it only enqueues work on the stream). No thread is created
+per inference or per op.
+
+Synchronisation (``sync="events"``): a CPU receiver waits until the sender has posted
+the region (and, from a GPU, until the copy's CUDA event completes); a GPU receiver's
+driver thread waits until the CPU has written the staging buffer, then enqueues the copy.
+An error on either side aborts the inference on both and is raised to the caller.
+
+Example::
+
+    session = compile(graph, plan, (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1)))
+    outputs = session(x)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CodlError, ExecutionError
+from ..ir.graph import Graph
+from ..ir.regions import Box, box_shape, full_box, intersect, is_empty, relative
+from ..ops import family
+from ..plan.types import Plan
+from ..processors import Processor, ProcessorKind
+from .reference import _to_processor
+from .schedule import InputSource, RecvStep, RunStep, Schedule, SendStep, build_schedule
+
+
+class _Aborted(Exception):
+    """The other processor failed; this one stops."""
+
+
+class _Sync:
+    """Per-session signalling between the two threads: channel ``ch`` is ready for the
+    current inference when ``ready[ch] == generation``."""
+
+    def __init__(self, n_channels: int) -> None:
+        self.cond = threading.Condition()
+        self.ready = [0] * n_channels
+        self.generation = 0
+        self.error: BaseException | None = None
+
+    def post(self, ch: int) -> None:
+        with self.cond:
+            self.ready[ch] = self.generation
+            self.cond.notify_all()
+
+    def wait(self, ch: int) -> None:
+        with self.cond:
+            while self.ready[ch] != self.generation:
+                if self.error is not None:
+                    raise _Aborted
+                self.cond.wait()
+
+    def abort(self, error: BaseException) -> None:
+        with self.cond:
+            if self.error is None:
+                self.error = error
+            self.cond.notify_all()
+
+
+class _Channel:
+    """One region crossing from ``src`` to ``dst`` once per inference."""
+
+    def __init__(self, ch: int, box: Box, src: Processor, dst: Processor, sync: _Sync) -> None:
+        self.ch, self.src, self.dst, self.sync = ch, src, dst, sync
+        self.gpu_end = src.kind is not ProcessorKind.CPU or dst.kind is not ProcessorKind.CPU
+        self.staging: torch.Tensor | None = None
+        self.event: torch.cuda.Event | None = None
+        self.value: torch.Tensor | None = None
+        if self.gpu_end:  # staged through pinned host memory, in the CPU side's type
+            host = dst if src.kind is not ProcessorKind.CPU else src
+            self.staging = torch.empty(box_shape(box), dtype=host.torch_dtype, pin_memory=True)
+            self.event = torch.cuda.Event() if src.kind is ProcessorKind.CUDA else None
+
+    def send(self, piece: torch.Tensor) -> None:
+        if self.staging is None:  # CPU to CPU: hand over, converted to the receiver's type
+            self.value = _to_processor(piece, self.dst)
+        elif self.src.kind is ProcessorKind.CPU:
+            self.staging.copy_(piece)
+        else:
+            self.staging.copy_(piece.to(self.staging.dtype), non_blocking=True)
+            if self.event is not None:
+                self.event.record()
+        self.sync.post(self.ch)
+
+    def recv(self) -> torch.Tensor:
+        self.sync.wait(self.ch)
+        if self.staging is None:
+            value, self.value = self.value, None
+            return value  # type: ignore[return-value]
+        if self.dst.kind is ProcessorKind.CPU:
+            if self.event is not None:
+                self.event.synchronize()
+            return _to_processor(self.staging, self.dst)
+        return _to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)
+
+
+@dataclass
+class _Fetch:
+    """How a step obtains one input: a constant, a slice of one local piece, or a new
+    buffer assembled from two."""
+
+    const: torch.Tensor | None = None
+    pieces: list[tuple[tuple[str, str], tuple[slice, ...], tuple[slice, ...]]] = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+
+
+@dataclass
+class StepRecord:
+    """One step of one inference, as the trace records it (host clock, ms since start)."""
+
+    processor: int
+    kind: str  # "run", "send", "recv"
+    name: str
+    start_ms: float
+    end_ms: float
+
+
+class Session:
+    """A compiled plan; call it like a function. See the module docstring."""
+
+    def __init__(self, graph: Graph, plan: Plan, processors: tuple[Processor, Processor]) -> None:
+        if processors[0].kind is not ProcessorKind.CPU:
+            raise CodlError(f"processor 0 must be the CPU (it runs the host side); got {processors[0].label}")
+        self.graph, self.plan, self.processors = graph, plan, processors
+        self.schedule: Schedule = build_schedule(graph, plan)
+        self.sync = _Sync(len(self.schedule.channels))
+        self.channels = [_Channel(ch, box, processors[sender], processors[1 - sender], self.sync)
+                         for ch, (sender, _, box) in enumerate(self.schedule.channels)]
+        self.trace: list[StepRecord] | None = None
+        self._compiled = [self._compile(proc) for proc in (0, 1)]
+        self._outputs = [self._fetch(src, 0, {}) for src in self.schedule.programs[0].outputs]
+        self._jobs: queue.Queue = queue.Queue()
+        self._done: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="codl-cpu", daemon=True)
+        self._worker.start()
+
+    # --- preparation ------------------------------------------------------------------
+    def _compile(self, proc: int) -> list[tuple[Any, ...]]:
+        graph, processor = self.graph, self.processors[proc]
+        program = self.schedule.programs[proc]
+        consts: dict[tuple[str, Box], torch.Tensor] = {}
+        steps: list[tuple[Any, ...]] = []
+        for step, frees in zip(program.steps, program.frees):
+            if isinstance(step, RunStep):
+                node = step.node
+                fetches = [self._fetch(src, proc, consts) for src in step.inputs]
+                out = graph.spec(node.outputs[0])
+                whole = step.box == full_box(out.shape) or len(node.outputs) > 1
+                fam = family(node.op)
+                kernel = fam.kernel(node) if whole else fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box)
+                steps.append(("run", node, kernel, fetches, [("own", o) for o in node.outputs], frees))
+            elif isinstance(step, SendStep):
+                origin = self.schedule.held[proc][step.tensor]
+                steps.append(("send", step.tensor, self.channels[step.channel], relative(step.box, origin), frees))
+            else:
+                steps.append(("recv", step.tensor, self.channels[step.channel], ("recv", step.tensor), frees))
+        return steps
+
+    def _piece_box(self, piece: tuple[str, str], proc: int) -> Box:
+        kind, name = piece
+        if kind == "own":
+            return self.schedule.held[proc][name]
+        return next(box for sender, t, box in self.schedule.channels if t == name and sender != proc)
+
+    def _fetch(self, src: InputSource, proc: int, consts: dict[tuple[str, Box], torch.Tensor]) -> _Fetch:
+        if src.pieces[0][0] == "const":
+            key = (src.tensor, src.box)
+            if key not in consts:
+                value = torch.from_numpy(np.array(self.graph.constants[src.tensor]))
+                value = value[relative(src.box, full_box(value.shape))]
+                consts[key] = _to_processor(value.contiguous(), self.processors[proc])
+            return _Fetch(const=consts[key])
+        parts = []
+        for piece in src.pieces:
+            origin = self._piece_box(piece, proc)
+            inter = intersect(src.box, origin)
+            if not is_empty(inter):
+                parts.append((piece, relative(inter, origin), relative(inter, src.box)))
+        return _Fetch(pieces=parts, shape=box_shape(src.box))
+
+    # --- execution ----------------------------------------------------------------------
+    def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor], trace: bool = False) -> list[torch.Tensor]:
+        """Run one inference; outputs come back on the CPU, in processor 0's type. With
+        ``trace=True`` the host-clock timing of every step is kept in ``self.trace``."""
+        tensors = _bind(self.graph, inputs)
+        self.trace = [] if trace else None
+        with self.sync.cond:
+            self.sync.generation += 1
+            self.sync.error = None
+        t0 = time.perf_counter()
+        self._jobs.put((tensors, t0))
+        own_error: BaseException | None = None
+        try:
+            self._run(1, tensors, t0)
+        except _Aborted:
+            pass
+        except BaseException as e:  # noqa: BLE001 - re-raised below, after the worker stops
+            own_error = e
+            self.sync.abort(e)
+        result = self._done.get()
+        self.processors[1].synchronize()
+        error = own_error or self.sync.error
+        if error is not None:
+            if isinstance(error, CodlError):
+                raise error
+            raise ExecutionError(f"co-execution failed: {error}") from error
+        return result
+
+    def _work(self) -> None:
+        self.processors[0].activate()
+        while True:
+            tensors, t0 = self._jobs.get()
+            try:
+                self._done.put(self._run(0, tensors, t0))
+            except _Aborted:
+                self._done.put(None)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                self.sync.abort(e)
+                self._done.put(None)
+
+    def _run(self, proc: int, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor] | None:
+        processor = self.processors[proc]
+        if proc == 1:
+            previous = torch.get_num_threads()
+            processor.activate()
+        local: dict[tuple[str, str], torch.Tensor] = {
+            ("own", s.name): _to_processor(t, processor) for s, t in zip(self.graph.inputs, tensors)}
+        record = self.trace.append if self.trace is not None else None
+        try:
+            with torch.inference_mode():
+                for step in self._compiled[proc]:
+                    start = time.perf_counter() if record else 0.0
+                    kind = step[0]
+                    if kind == "run":
+                        _, node, kernel, fetches, outs, frees = step
+                        args = [_gather(f, local, processor) for f in fetches]
+                        try:
+                            result = kernel(*args)
+                        except Exception as e:
+                            raise ExecutionError(f"node {node.name!r} ({node.op.value}) failed on processor {proc} "
+                                                 f"({processor.label}) with inputs {[tuple(a.shape) for a in args]}: {e}") from e
+                        if isinstance(result, torch.Tensor):
+                            local[outs[0]] = result
+                        else:
+                            local.update(zip(outs, result))
+                        name = node.name
+                    elif kind == "send":
+                        _, name, channel, slices, frees = step
+                        channel.send(local[("own", name)][slices])
+                    else:
+                        _, name, channel, key, frees = step
+                        local[key] = channel.recv()
+                    for key in frees:
+                        local.pop(key, None)
+                    if record:
+                        record(StepRecord(proc, kind, name, (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
+                if proc == 0:
+                    return [_gather(f, local, processor, own_copy=True) for f in self._outputs]
+                return None
+        finally:
+            if proc == 1 and processor.kind is ProcessorKind.CPU:
+                torch.set_num_threads(previous)
+
+
+def _gather(f: _Fetch, local: dict[tuple[str, str], torch.Tensor], proc: Processor, own_copy: bool = False) -> torch.Tensor:
+    if f.const is not None:
+        return f.const
+    if len(f.pieces) == 1:
+        key, src, _ = f.pieces[0]
+        value = local[key][src]
+        return value.clone() if own_copy and key[0] == "recv" else value
+    first = local[f.pieces[0][0]]
+    fmt = torch.channels_last if proc.channels_last and len(f.shape) == 4 else torch.contiguous_format
+    buf = torch.empty(f.shape, dtype=first.dtype, device=first.device).contiguous(memory_format=fmt)
+    for key, src, dst in f.pieces:
+        buf[dst] = local[key][src]
+    return buf
+
+
+def _bind(graph: Graph, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+    specs = graph.inputs
+    if len(inputs) == 1 and isinstance(inputs[0], Mapping):
+        tensors = [inputs[0][s.name] for s in specs]
+    else:
+        tensors = list(inputs)  # type: ignore[arg-type]
+    if len(tensors) != len(specs) or any(tuple(t.shape) != s.shape for t, s in zip(tensors, specs)):
+        raise CodlError(f"inputs {[tuple(t.shape) for t in tensors]} do not match graph inputs "
+                        f"{[(s.name, s.shape) for s in specs]}")
+    return tensors
+
+
+def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor]) -> Session:  # noqa: A001
+    """Prepare ``plan`` for running on ``processors`` (CPU first)."""
+    return Session(graph, plan, processors)
+
+
+__all__ = ["Session", "StepRecord", "compile"]

@@ -1,0 +1,174 @@
+"""Co-execution on the CPU pair: random valid plans (dims, ratios, chains) on every
+evaluation model give the reference outputs; plans are verified; errors end the run."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from codl import zoo
+from codl.errors import ExecutionError
+from codl.frontends import from_torch
+from codl.ir import Graph, OpKind
+from codl.ir.regions import Dim
+from codl.ops import family
+from codl.plan import Placement, Plan, PlanError, verify_plan
+from codl.processors import Processor
+from codl.runtime import ReferenceRunner
+from codl.runtime.session import compile
+
+PAIR = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
+SMALL = {"fst": (32, 48), "vit": (32, 32), "posenet": (32, 32)}
+FP32_RTOL = 1e-4
+
+
+def split_dims(graph: Graph, name: str) -> list[Dim]:
+    node = graph.node(name)
+    if len(node.outputs) != 1:
+        return []
+    return list(family(node.op).split_axes(node, [graph.spec(i) for i in node.inputs], graph.spec(node.outputs[0])))
+
+
+def random_plan(graph: Graph, seed: int) -> Plan:
+    """Random dims and ratios (whole on either side, or split), and random chains."""
+    rng = random.Random(seed)
+    plan = Plan(graph.name, {})
+    for node in graph.nodes:
+        dims = split_dims(graph, node.name)
+        kind = rng.random()
+        if not dims or kind < 0.2:
+            plan.placements[node.name] = Placement(Dim.OC, rng.choice([0.0, 1.0]))
+        else:
+            plan.placements[node.name] = Placement(rng.choice(dims), rng.choice([0.1, 0.3, 0.5, 0.7, 0.9, rng.random()]))
+    consumers = graph.consumers()
+    chained: set[str] = set()
+    for node in graph.nodes:
+        p = plan.placements[node.name]
+        if node.name in chained or not p.is_split or rng.random() > 0.4:
+            continue
+        chain = [node.name]
+        while len(chain) < 5:
+            users = [u for u in consumers.get(graph.node(chain[-1]).outputs[0], [])
+                     if u.name not in chained and u.name not in chain and p.dim in split_dims(graph, u.name)]
+            if not users or rng.random() > 0.75:
+                break
+            chain.append(users[0].name)
+            plan.placements[users[0].name] = p
+        if len(chain) > 1:
+            plan.chains.append(chain)
+            chained.update(chain)
+    verify_plan(plan, graph)
+    return plan
+
+
+@pytest.fixture(scope="module")
+def graphs() -> dict[str, tuple[Graph, torch.Tensor, list[torch.Tensor]]]:
+    out = {}
+    for name in zoo.MODELS:
+        module, x = zoo.build(name, SMALL.get(name, (64, 64)), width=0.25)
+        g = from_torch(module, x, name=name)
+        out[name] = (g, x, ReferenceRunner(g, Processor.parse("cpu"))(x))
+    return out
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_random_plans_match_reference(name: str, graphs: dict) -> None:
+    graph, x, expected = graphs[name]
+    for seed in range(3):
+        plan = random_plan(graph, seed)
+        session = compile(graph, plan, PAIR)
+        got = session(x)
+        for g, e in zip(got, expected):
+            err = float((g - e).abs().max() / e.abs().max())
+            assert err < FP32_RTOL, f"{name} seed {seed}: relative error {err:.2e}; chains {plan.chains}"
+        assert session.schedule.programs[0].steps and session.schedule.programs[1].steps
+
+
+def test_all_on_one_side_and_all_split(graphs: dict) -> None:
+    graph, x, expected = graphs["resnet50"]
+    for rho in (0.0, 1.0):
+        session = compile(graph, Plan.uniform(graph, Placement(Dim.OC, rho)), PAIR)
+        assert len(session.schedule.channels) == (0 if rho == 0.0 else 1)  # only the output comes back
+        torch.testing.assert_close(session(x)[0], expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_chain_exchanges_only_at_its_ends(graphs: dict) -> None:
+    graph, x, expected = graphs["vgg16"]
+    convs = [n.name for n in graph.nodes][:5]  # conv, relu, conv, relu, maxpool
+    assert [graph.node(n).op for n in convs] == [OpKind.CONV, OpKind.RELU, OpKind.CONV, OpKind.RELU, OpKind.MAX_POOL]
+    plan = Plan(graph.name, {n.name: Placement(Dim.H, 0.0) for n in graph.nodes})
+    for n in convs:
+        plan.placements[n] = Placement(Dim.H, 0.5)
+    unchained = compile(graph, plan, PAIR)
+    plan.chains = [convs]
+    chained = compile(graph, plan, PAIR)
+    crossing = {t for _, t, _ in chained.schedule.channels}
+    inner = {graph.node(n).outputs[0] for n in convs[:-1]}
+    assert not crossing & inner and len(chained.schedule.channels) < len(unchained.schedule.channels)
+    # the halo grows backwards: the first conv computes more rows on each side than its share
+    first = chained.schedule.boxes[convs[0]]
+    height = graph.spec(graph.node(convs[0]).outputs[0]).shape[2]
+    assert first[0][2][1] > height // 2 and first[1][2][0] < height // 2
+    torch.testing.assert_close(chained(x)[0], expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_trace_records_both_processors(graphs: dict) -> None:
+    graph, x, _ = graphs["mobilenetv2"]
+    session = compile(graph, random_plan(graph, 7), PAIR)
+    session(x, trace=True)
+    assert {r.processor for r in session.trace} == {0, 1}
+    assert {r.kind for r in session.trace} == {"run", "send", "recv"}
+    assert all(r.end_ms >= r.start_ms >= 0 for r in session.trace)
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_error_on_either_side_ends_the_run_without_deadlock(graphs: dict, failing: int) -> None:
+    graph, x, expected = graphs["yolov2"]
+    plan = Plan.uniform(graph, Placement(Dim.H, 0.5))
+    for n in graph.nodes:
+        if Dim.H not in split_dims(graph, n.name):
+            plan.placements[n.name] = Placement(Dim.H, 0.0)
+    session = compile(graph, plan, PAIR)
+    steps = session._compiled[failing]
+    index = next(i for i, s in enumerate(steps) if s[0] == "run" and i > 3)
+
+    def boom(*args: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("injected failure")
+    original = steps[index]
+    steps[index] = original[:2] + (boom,) + original[3:]
+    with pytest.raises(ExecutionError, match=f"node '{original[1].name}'.*processor {failing}.*injected failure"):
+        session(x)
+    steps[index] = original  # the session stays usable
+    torch.testing.assert_close(session(x)[0], expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_verify_plan_names_each_problem(graphs: dict) -> None:
+    graph, _, _ = graphs["vit"]
+    plan = random_plan(graph, 1)
+    reshape = next(n for n in graph.nodes if n.op is OpKind.RESHAPE)
+    ln = next(n for n in graph.nodes if n.op is OpKind.LAYER_NORM)
+    first = graph.nodes[0].name
+    plan.placements[reshape.name] = Placement(Dim.H, 0.5)
+    plan.placements[ln.name] = Placement(Dim.OC, 0.5)
+    plan.placements["ghost"] = Placement(Dim.H, 1.0)
+    del plan.placements[first]
+    plan.chains.append([ln.name, reshape.name])
+    with pytest.raises(PlanError) as info:
+        verify_plan(plan, graph)
+    text = str(info.value)
+    assert f"node '{reshape.name}' (Reshape): cannot be split on h (supported: none" in text
+    assert f"node '{ln.name}' (LayerNorm): cannot be split on oc (supported: ['h'])" in text
+    assert "placement for unknown node 'ghost'" in text and f"node '{first}' (Conv): no placement" in text
+    assert f"does not read the output of '{ln.name}'" in text
+
+
+def test_plan_json_round_trip(graphs: dict) -> None:
+    graph, _, _ = graphs["fst"]
+    plan = random_plan(graph, 3)
+    back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan
+    with pytest.raises(PlanError, match="not a codl plan"):
+        Plan.from_json({"kind": "model"})
