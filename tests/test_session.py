@@ -4,7 +4,6 @@ evaluation model give the reference outputs; plans are verified; errors end the 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
@@ -14,8 +13,7 @@ from codl.errors import ExecutionError
 from codl.frontends import from_torch
 from codl.ir import Graph, OpKind
 from codl.ir.regions import Dim
-from codl.ops import family
-from codl.plan import Placement, Plan, PlanError, verify_plan
+from codl.plan import Placement, Plan, PlanError, random_plan, split_dims, verify_plan
 from codl.processors import Processor
 from codl.runtime import ReferenceRunner
 from codl.runtime.session import compile
@@ -23,45 +21,6 @@ from codl.runtime.session import compile
 PAIR = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
 SMALL = {"fst": (32, 48), "vit": (32, 32), "posenet": (32, 32)}
 FP32_RTOL = 1e-4
-
-
-def split_dims(graph: Graph, name: str) -> list[Dim]:
-    node = graph.node(name)
-    if len(node.outputs) != 1:
-        return []
-    return list(family(node.op).split_axes(node, [graph.spec(i) for i in node.inputs], graph.spec(node.outputs[0])))
-
-
-def random_plan(graph: Graph, seed: int) -> Plan:
-    """Random dims and ratios (whole on either side, or split), and random chains."""
-    rng = random.Random(seed)
-    plan = Plan(graph.name, {})
-    for node in graph.nodes:
-        dims = split_dims(graph, node.name)
-        kind = rng.random()
-        if not dims or kind < 0.2:
-            plan.placements[node.name] = Placement(Dim.OC, rng.choice([0.0, 1.0]))
-        else:
-            plan.placements[node.name] = Placement(rng.choice(dims), rng.choice([0.1, 0.3, 0.5, 0.7, 0.9, rng.random()]))
-    consumers = graph.consumers()
-    chained: set[str] = set()
-    for node in graph.nodes:
-        p = plan.placements[node.name]
-        if node.name in chained or not p.is_split or rng.random() > 0.4:
-            continue
-        chain = [node.name]
-        while len(chain) < 5:
-            users = [u for u in consumers.get(graph.node(chain[-1]).outputs[0], [])
-                     if u.name not in chained and u.name not in chain and p.dim in split_dims(graph, u.name)]
-            if not users or rng.random() > 0.75:
-                break
-            chain.append(users[0].name)
-            plan.placements[users[0].name] = p
-        if len(chain) > 1:
-            plan.chains.append(chain)
-            chained.update(chain)
-    verify_plan(plan, graph)
-    return plan
 
 
 @pytest.fixture(scope="module")

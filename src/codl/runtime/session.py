@@ -110,14 +110,12 @@ class _Channel:
         return _to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)
 
 
-@dataclass
-class _Fetch:
-    """How a step obtains one input: a constant, a slice of one local piece, or a new
-    buffer assembled from two."""
-
-    const: torch.Tensor | None = None
-    pieces: list[tuple[tuple[str, str], tuple[slice, ...], tuple[slice, ...]]] = field(default_factory=list)
-    shape: tuple[int, ...] = ()
+# How a step obtains one input (tuples, for a cheap hot loop):
+#   (CONST, tensor)                   a prepared constant
+#   (LOCAL, slot)                     a whole local piece
+#   (SLICE, slot, slices)             a view into one local piece
+#   (ASSEMBLE, parts, shape, copy)    a new buffer filled from pieces: parts = [(slot, src, dst)]
+CONST, LOCAL, SLICE, ASSEMBLE = range(4)
 
 
 @dataclass
@@ -143,20 +141,29 @@ class Session:
         self.channels = [_Channel(ch, box, processors[sender], processors[1 - sender], self.sync)
                          for ch, (sender, _, box) in enumerate(self.schedule.channels)]
         self.trace: list[StepRecord] | None = None
+        self._slots: dict[tuple[str, str], int] = {("own", s.name): i for i, s in enumerate(graph.inputs)}
         self._compiled = [self._compile(proc) for proc in (0, 1)]
-        self._outputs = [self._fetch(src, 0, {}) for src in self.schedule.programs[0].outputs]
+        # Outputs own their memory: a received piece lives in a staging buffer reused by the next call.
+        self._outputs = [self._fetch(src, 0, {}, copy=True) for src in self.schedule.programs[0].outputs]
+        # With every node on one side there is nothing to overlap: run both programs in
+        # the calling thread, one after the other (processor 1 first: it never waits on
+        # processor 0 then), and skip the hand-off to the worker.
+        busy = [any(isinstance(s, RunStep) for s in self.schedule.programs[p].steps) for p in (0, 1)]
+        self._inline = not (busy[0] and busy[1])
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
-        self._worker = threading.Thread(target=self._work, name="codl-cpu", daemon=True)
-        self._worker.start()
+        if not self._inline:
+            self._worker = threading.Thread(target=self._work, name="codl-cpu", daemon=True)
+            self._worker.start()
 
     # --- preparation ------------------------------------------------------------------
     def _compile(self, proc: int) -> list[tuple[Any, ...]]:
-        graph, processor = self.graph, self.processors[proc]
+        graph = self.graph
         program = self.schedule.programs[proc]
         consts: dict[tuple[str, Box], torch.Tensor] = {}
         steps: list[tuple[Any, ...]] = []
         for step, frees in zip(program.steps, program.frees):
+            free = [self._slot(k) for k in frees]
             if isinstance(step, RunStep):
                 node = step.node
                 fetches = [self._fetch(src, proc, consts) for src in step.inputs]
@@ -164,13 +171,17 @@ class Session:
                 whole = step.box == full_box(out.shape) or len(node.outputs) > 1
                 fam = family(node.op)
                 kernel = fam.kernel(node) if whole else fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box)
-                steps.append(("run", node, kernel, fetches, [("own", o) for o in node.outputs], frees))
+                steps.append(("run", node, kernel, fetches, [self._slot(("own", o)) for o in node.outputs], free))
             elif isinstance(step, SendStep):
                 origin = self.schedule.held[proc][step.tensor]
-                steps.append(("send", step.tensor, self.channels[step.channel], relative(step.box, origin), frees))
+                steps.append(("send", step.tensor, self.channels[step.channel],
+                              (self._slot(("own", step.tensor)), relative(step.box, origin)), None, free))
             else:
-                steps.append(("recv", step.tensor, self.channels[step.channel], ("recv", step.tensor), frees))
+                steps.append(("recv", step.tensor, self.channels[step.channel], self._slot(("recv", step.tensor)), None, free))
         return steps
+
+    def _slot(self, key: tuple[str, str]) -> int:
+        return self._slots.setdefault(key, len(self._slots))
 
     def _piece_box(self, piece: tuple[str, str], proc: int) -> Box:
         kind, name = piece
@@ -178,21 +189,26 @@ class Session:
             return self.schedule.held[proc][name]
         return next(box for sender, t, box in self.schedule.channels if t == name and sender != proc)
 
-    def _fetch(self, src: InputSource, proc: int, consts: dict[tuple[str, Box], torch.Tensor]) -> _Fetch:
+    def _fetch(self, src: InputSource, proc: int, consts: dict[tuple[str, Box], torch.Tensor],
+               copy: bool = False) -> tuple[Any, ...]:
         if src.pieces[0][0] == "const":
             key = (src.tensor, src.box)
             if key not in consts:
                 value = torch.from_numpy(np.array(self.graph.constants[src.tensor]))
                 value = value[relative(src.box, full_box(value.shape))]
                 consts[key] = _to_processor(value.contiguous(), self.processors[proc])
-            return _Fetch(const=consts[key])
+            return (CONST, consts[key])
         parts = []
         for piece in src.pieces:
             origin = self._piece_box(piece, proc)
             inter = intersect(src.box, origin)
             if not is_empty(inter):
-                parts.append((piece, relative(inter, origin), relative(inter, src.box)))
-        return _Fetch(pieces=parts, shape=box_shape(src.box))
+                parts.append((piece, origin, relative(inter, origin), relative(inter, src.box)))
+        if len(parts) == 1 and not (copy and parts[0][0][0] == "recv"):
+            piece, origin, src_slices, _ = parts[0]
+            return (LOCAL, self._slot(piece)) if origin == src.box else (SLICE, self._slot(piece), src_slices)
+        return (ASSEMBLE, [(self._slot(p), a, b) for p, _, a, b in parts], box_shape(src.box),
+                self.processors[proc].channels_last)
 
     # --- execution ----------------------------------------------------------------------
     def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor], trace: bool = False) -> list[torch.Tensor]:
@@ -204,6 +220,8 @@ class Session:
             self.sync.generation += 1
             self.sync.error = None
         t0 = time.perf_counter()
+        if self._inline:
+            return self._run_inline(tensors, t0)
         self._jobs.put((tensors, t0))
         own_error: BaseException | None = None
         try:
@@ -222,6 +240,19 @@ class Session:
             raise ExecutionError(f"co-execution failed: {error}") from error
         return result
 
+    def _run_inline(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
+        try:
+            self._run(1, tensors, t0)
+            previous = torch.get_num_threads()
+            self.processors[0].activate()
+            try:
+                result = self._run(0, tensors, t0)
+            finally:
+                torch.set_num_threads(previous)
+        finally:
+            self.processors[1].synchronize()
+        return result  # type: ignore[return-value]
+
     def _work(self) -> None:
         self.processors[0].activate()
         while True:
@@ -239,57 +270,59 @@ class Session:
         if proc == 1:
             previous = torch.get_num_threads()
             processor.activate()
-        local: dict[tuple[str, str], torch.Tensor] = {
-            ("own", s.name): _to_processor(t, processor) for s, t in zip(self.graph.inputs, tensors)}
+        local: list[torch.Tensor | None] = [None] * len(self._slots)
+        for i, t in enumerate(tensors):
+            local[i] = _to_processor(t, processor)
         record = self.trace.append if self.trace is not None else None
         try:
             with torch.inference_mode():
-                for step in self._compiled[proc]:
+                # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
+                for kind, name, action, arg, outs, free in self._compiled[proc]:
                     start = time.perf_counter() if record else 0.0
-                    kind = step[0]
                     if kind == "run":
-                        _, node, kernel, fetches, outs, frees = step
-                        args = [_gather(f, local, processor) for f in fetches]
+                        args = [_gather(f, local) for f in arg]
                         try:
-                            result = kernel(*args)
+                            result = action(*args)
                         except Exception as e:
-                            raise ExecutionError(f"node {node.name!r} ({node.op.value}) failed on processor {proc} "
+                            raise ExecutionError(f"node {name.name!r} ({name.op.value}) failed on processor {proc} "
                                                  f"({processor.label}) with inputs {[tuple(a.shape) for a in args]}: {e}") from e
                         if isinstance(result, torch.Tensor):
                             local[outs[0]] = result
                         else:
-                            local.update(zip(outs, result))
-                        name = node.name
+                            for o, r in zip(outs, result):
+                                local[o] = r
+                        name = name.name
                     elif kind == "send":
-                        _, name, channel, slices, frees = step
-                        channel.send(local[("own", name)][slices])
+                        slot, slices = arg
+                        action.send(local[slot][slices])
                     else:
-                        _, name, channel, key, frees = step
-                        local[key] = channel.recv()
-                    for key in frees:
-                        local.pop(key, None)
+                        local[arg] = action.recv()
+                    for i in free:
+                        local[i] = None
                     if record:
                         record(StepRecord(proc, kind, name, (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
                 if proc == 0:
-                    return [_gather(f, local, processor, own_copy=True) for f in self._outputs]
+                    return [_gather(f, local) for f in self._outputs]
                 return None
         finally:
             if proc == 1 and processor.kind is ProcessorKind.CPU:
                 torch.set_num_threads(previous)
 
 
-def _gather(f: _Fetch, local: dict[tuple[str, str], torch.Tensor], proc: Processor, own_copy: bool = False) -> torch.Tensor:
-    if f.const is not None:
-        return f.const
-    if len(f.pieces) == 1:
-        key, src, _ = f.pieces[0]
-        value = local[key][src]
-        return value.clone() if own_copy and key[0] == "recv" else value
-    first = local[f.pieces[0][0]]
-    fmt = torch.channels_last if proc.channels_last and len(f.shape) == 4 else torch.contiguous_format
-    buf = torch.empty(f.shape, dtype=first.dtype, device=first.device).contiguous(memory_format=fmt)
-    for key, src, dst in f.pieces:
-        buf[dst] = local[key][src]
+def _gather(f: tuple[Any, ...], local: list[torch.Tensor | None]) -> torch.Tensor:
+    mode = f[0]
+    if mode == LOCAL:
+        return local[f[1]]  # type: ignore[return-value]
+    if mode == CONST:
+        return f[1]
+    if mode == SLICE:
+        return local[f[1]][f[2]]  # type: ignore[index]
+    _, parts, shape, channels_last = f
+    first = local[parts[0][0]]
+    fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
+    buf = torch.empty(shape, dtype=first.dtype, device=first.device).contiguous(memory_format=fmt)  # type: ignore[union-attr]
+    for slot, src, dst in parts:
+        buf[dst] = local[slot][src]  # type: ignore[index]
     return buf
 
 

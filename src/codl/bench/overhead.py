@@ -1,0 +1,94 @@
+"""Benchmark: what the co-execution session costs over the single-processor reference
+when the plan puts every node on one processor.
+
+For each model and device, three ways of running the same graph, interleaved round by
+round so drifts of the machine hit all three alike:
+
+- ``reference``: ReferenceRunner with the input already on the device, outputs left there
+  (what ``codl run`` times);
+- ``reference_io``: the same plus the input copied from and the outputs copied back to
+  the host (what a session call includes);
+- ``session``: ``compile(graph, plan, (cpu, device))`` with rho 0 (cpu) or 1 (device).
+
+Usage::
+
+    python -m codl.bench.overhead --models yolov2,resnet50 --devices cpu,cuda --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import torch
+
+from .. import zoo
+from ..fingerprint import artifact_header
+from ..frontends import from_torch
+from ..ir.regions import Dim
+from ..plan import Placement, Plan
+from ..processors import Processor
+from ..runtime import ReferenceRunner
+from ..runtime.session import compile
+from .run import LatencyStats, time_calls
+
+
+def measure(name: str, device: str, iters: int, rounds: int, input_size: tuple[int, int] | None,
+            width: float) -> dict:
+    module, x = zoo.build(name, input_size, width)
+    graph = from_torch(module, x, name=name)
+    cpu = Processor.parse("cpu")
+    proc = cpu if device == "cpu" else Processor.parse(device)
+    runner = ReferenceRunner(graph, proc)
+    x_dev = x.to(proc.device)
+    rho = 0.0 if device == "cpu" else 1.0
+    session = compile(graph, Plan.uniform(graph, Placement(Dim.OC, rho)), (cpu, proc))
+    ways: dict[str, Callable[[], object]] = {
+        "reference": lambda: runner(x_dev),
+        "reference_io": lambda: [o.cpu() for o in runner(x)],
+        "session": lambda: session(x),
+    }
+    samples: dict[str, list[float]] = {k: [] for k in ways}
+    for fn in ways.values():
+        time_calls(fn, proc, 2, 3, progress=False)
+    for r in range(rounds):
+        print(f"codl: {name} on {device}: round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+        for key, fn in ways.items():
+            samples[key] += time_calls(fn, proc, iters, 1, progress=False)
+    stats = {k: LatencyStats.of(v).to_json() for k, v in samples.items()}
+    med = {k: v["median_ms"] for k, v in stats.items()}
+    return {"model": name, "device": device, "ops": len(graph.nodes), "latency_ms": stats,
+            "session_over_reference": med["session"] / med["reference"],
+            "session_over_reference_io": med["session"] / med["reference_io"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="vgg16,yolov2,posenet,fst,retinaface,resnet50,mobilenetv2,vit")
+    p.add_argument("--devices", default="cpu")
+    p.add_argument("-n", "--iters", type=int, default=10, help="runs per way per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--input-size", type=int, nargs=2)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    rows = []
+    print(f"{'model':<12} {'device':<7} {'reference':>10} {'ref+io':>10} {'session':>10} {'/ref':>7} {'/ref+io':>8}  (median ms)")
+    for device in args.devices.split(","):
+        for name in args.models.split(","):
+            r = measure(name, device, args.iters, args.rounds, tuple(args.input_size) if args.input_size else None, args.width)
+            m = {k: v["median_ms"] for k, v in r["latency_ms"].items()}
+            print(f"{name:<12} {device:<7} {m['reference']:>10.3f} {m['reference_io']:>10.3f} {m['session']:>10.3f} "
+                  f"{r['session_over_reference']:>7.3f} {r['session_over_reference_io']:>8.3f}", flush=True)
+            rows.append(r)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({**artifact_header("overhead"), "latency_source": "measured", "results": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    sys.exit(main())

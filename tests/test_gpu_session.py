@@ -1,0 +1,51 @@
+"""Co-execution on the CPU and a CUDA GPU: random plans on every model match the
+reference. Skipped without a GPU; on the GPU machine:
+
+    PYTHONPATH=src python -m pytest -q tests/test_gpu_session.py
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codl import zoo
+from codl.bench import compare
+from codl.frontends import from_torch
+from codl.ir import DType
+from codl.ir.regions import Dim
+from codl.plan import Placement, Plan, random_plan
+from codl.processors import Processor
+from codl.runtime.session import compile
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+SMALL = {"fst": (64, 96), "vit": (64, 64)}
+# (GPU type, channels-last, tolerance on ||y - ref|| / ||ref||): TF32 convs in "fp32" on CUDA
+CONFIGS = [(DType.FLOAT32, False, 1e-2), (DType.FLOAT16, True, 1e-2)]
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+@pytest.mark.parametrize("gpu_dtype,channels_last,tol", CONFIGS)
+def test_random_plans_on_cpu_and_cuda(name: str, gpu_dtype: DType, channels_last: bool, tol: float) -> None:
+    module, x = zoo.build(name, SMALL.get(name, (96, 96)), width=0.5)
+    graph = from_torch(module, x, name=name)
+    with torch.no_grad():
+        expected = module(x)
+    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+    procs = (Processor.parse("cpu"), Processor.parse("cuda", dtype=gpu_dtype, channels_last=channels_last))
+    for seed in range(3):
+        session = compile(graph, random_plan(graph, seed), procs)
+        for _ in range(2):  # the second call reuses the staging buffers
+            got = session(x)
+            assert all(g.device.type == "cpu" for g in got)
+            err = compare(got, expected)["rel_l2_error"]
+            assert err < tol, f"{name} seed {seed}: relative error {err:.2e}"
+
+
+def test_all_on_gpu_returns_host_outputs() -> None:
+    module, x = zoo.build("resnet50", (64, 64), width=0.25)
+    graph = from_torch(module, x, name="resnet50")
+    session = compile(graph, Plan.uniform(graph, Placement(Dim.OC, 1.0)), (Processor.parse("cpu"), Processor.parse("cuda")))
+    with torch.no_grad():
+        expected = module(x)
+    assert compare(session(x), [expected])["rel_l2_error"] < 1e-2
