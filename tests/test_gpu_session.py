@@ -26,7 +26,8 @@ CONFIGS = [(DType.FLOAT32, False, 1e-2), (DType.FLOAT16, True, 1e-2)]
 
 @pytest.mark.parametrize("name", list(zoo.MODELS))
 @pytest.mark.parametrize("gpu_dtype,channels_last,tol", CONFIGS)
-def test_random_plans_on_cpu_and_cuda(name: str, gpu_dtype: DType, channels_last: bool, tol: float) -> None:
+@pytest.mark.parametrize("sync", ["events", "flags"])
+def test_random_plans_on_cpu_and_cuda(name: str, gpu_dtype: DType, channels_last: bool, tol: float, sync: str) -> None:
     module, x = zoo.build(name, SMALL.get(name, (96, 96)), width=0.5)
     graph = from_torch(module, x, name=name)
     with torch.no_grad():
@@ -34,7 +35,7 @@ def test_random_plans_on_cpu_and_cuda(name: str, gpu_dtype: DType, channels_last
     expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
     procs = (Processor.parse("cpu"), Processor.parse("cuda", dtype=gpu_dtype, channels_last=channels_last))
     for seed in range(3):
-        session = compile(graph, random_plan(graph, seed), procs)
+        session = compile(graph, random_plan(graph, seed), procs, sync=sync)
         for _ in range(2):  # the second call reuses the staging buffers
             got = session(x)
             assert all(g.device.type == "cpu" for g in got)
@@ -46,6 +47,29 @@ def test_all_on_gpu_returns_host_outputs() -> None:
     module, x = zoo.build("resnet50", (64, 64), width=0.25)
     graph = from_torch(module, x, name="resnet50")
     session = compile(graph, Plan.uniform(graph, Placement(Dim.OC, 1.0)), (Processor.parse("cpu"), Processor.parse("cuda")))
+    with torch.no_grad():
+        expected = module(x)
+    assert compare(session(x), [expected])["rel_l2_error"] < 1e-2
+
+
+@pytest.mark.parametrize("sync", ["events", "flags"])
+@pytest.mark.parametrize("failing", [0, 1])
+def test_failure_on_either_side_releases_the_other(sync: str, failing: int) -> None:
+    from codl.errors import ExecutionError
+
+    module, x = zoo.build("yolov2", (64, 64), width=0.25)
+    graph = from_torch(module, x, name="yolov2")
+    session = compile(graph, random_plan(graph, 5, whole_share=0.0), (Processor.parse("cpu"), Processor.parse("cuda")), sync=sync)
+    steps = session._compiled[failing]
+    index = [i for i, s in enumerate(steps) if s[0] == "run"][3]
+    original = steps[index]
+
+    def boom(*args: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("injected failure")
+    steps[index] = original[:2] + (boom,) + original[3:]
+    with pytest.raises(ExecutionError, match="injected failure"):
+        session(x)
+    steps[index] = original
     with torch.no_grad():
         expected = module(x)
     assert compare(session(x), [expected])["rel_l2_error"] < 1e-2

@@ -8,10 +8,14 @@ either end). A persistent worker thread runs processor 0's program; the calling 
 runs processor 1's (for a GPU it only enqueues work on the stream). No thread is created
 per inference or per op.
 
-Synchronisation (``sync="events"``): a CPU receiver waits until the sender has posted
-the region (and, from a GPU, until the copy's CUDA event completes); a GPU receiver's
-driver thread waits until the CPU has written the staging buffer, then enqueues the copy.
-An error on either side aborts the inference on both and is raised to the caller.
+Synchronisation, ``sync="events"``: a CPU receiver waits until the sender has posted the
+region (and, from a GPU, until the copy's CUDA event completes); a GPU receiver's driver
+thread waits until the CPU has written the staging buffer, then enqueues the copy.
+``sync="flags"`` (seed 000, :mod:`codl.runtime.sync`): the GPU stream raises a flag in
+pinned memory after each outgoing copy and the CPU spins on it; incoming copies are
+enqueued behind a stream wait on a flag the CPU raises, so the driver thread never blocks
+and enqueues the whole inference at once. An error on either side aborts the inference
+on both (flags the GPU still waits on are released) and is raised to the caller.
 
 Example::
 
@@ -38,6 +42,9 @@ from ..plan.types import Plan
 from ..processors import Processor, ProcessorKind
 from .reference import _to_processor
 from .schedule import InputSource, RecvStep, RunStep, Schedule, SendStep, build_schedule
+from .sync import FlagArray
+
+SYNC_MODES = ("events", "flags")
 
 
 class _Aborted(Exception):
@@ -74,39 +81,55 @@ class _Sync:
 
 
 class _Channel:
-    """One region crossing from ``src`` to ``dst`` once per inference."""
+    """One region crossing from ``src`` to ``dst`` once per inference. With a GPU on
+    either end it is staged through a pinned host buffer in the CPU side's type (the GPU
+    does the type conversion, which is cheap there)."""
 
-    def __init__(self, ch: int, box: Box, src: Processor, dst: Processor, sync: _Sync) -> None:
-        self.ch, self.src, self.dst, self.sync = ch, src, dst, sync
-        self.gpu_end = src.kind is not ProcessorKind.CPU or dst.kind is not ProcessorKind.CPU
+    def __init__(self, ch: int, box: Box, src: Processor, dst: Processor, sync: _Sync,
+                 flags: FlagArray | None) -> None:
+        self.ch, self.src, self.dst, self.sync, self.flags = ch, src, dst, sync, flags
         self.staging: torch.Tensor | None = None
         self.event: torch.cuda.Event | None = None
         self.value: torch.Tensor | None = None
-        if self.gpu_end:  # staged through pinned host memory, in the CPU side's type
+        if src.kind is not ProcessorKind.CPU or dst.kind is not ProcessorKind.CPU:
             host = dst if src.kind is not ProcessorKind.CPU else src
             self.staging = torch.empty(box_shape(box), dtype=host.torch_dtype, pin_memory=True)
-            self.event = torch.cuda.Event() if src.kind is ProcessorKind.CUDA else None
+            if src.kind is ProcessorKind.CUDA and flags is None:
+                self.event = torch.cuda.Event()
 
     def send(self, piece: torch.Tensor) -> None:
+        gen = self.sync.generation
         if self.staging is None:  # CPU to CPU: hand over, converted to the receiver's type
             self.value = _to_processor(piece, self.dst)
         elif self.src.kind is ProcessorKind.CPU:
             self.staging.copy_(piece)
+            if self.flags is not None:
+                self.flags.cpu_write(self.ch, gen)
+                return
         else:
             self.staging.copy_(piece.to(self.staging.dtype), non_blocking=True)
-            if self.event is not None:
-                self.event.record()
+            if self.flags is not None:
+                self.flags.gpu_write(self.ch, gen)  # the stream raises it once the copy is done
+                return
+            self.event.record()  # type: ignore[union-attr]
         self.sync.post(self.ch)
 
     def recv(self) -> torch.Tensor:
-        self.sync.wait(self.ch)
         if self.staging is None:
+            self.sync.wait(self.ch)
             value, self.value = self.value, None
             return value  # type: ignore[return-value]
         if self.dst.kind is ProcessorKind.CPU:
-            if self.event is not None:
-                self.event.synchronize()
+            if self.flags is not None:
+                self.flags.cpu_wait(self.ch, self.sync.generation, lambda: self.sync.error is not None)
+            else:
+                self.sync.wait(self.ch)
+                self.event.synchronize()  # type: ignore[union-attr]
             return _to_processor(self.staging, self.dst)
+        if self.flags is not None:
+            self.flags.gpu_wait(self.ch, self.sync.generation)  # enqueued: the driver does not block
+        else:
+            self.sync.wait(self.ch)
         return _to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)
 
 
@@ -132,13 +155,18 @@ class StepRecord:
 class Session:
     """A compiled plan; call it like a function. See the module docstring."""
 
-    def __init__(self, graph: Graph, plan: Plan, processors: tuple[Processor, Processor]) -> None:
+    def __init__(self, graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "events") -> None:
         if processors[0].kind is not ProcessorKind.CPU:
             raise CodlError(f"processor 0 must be the CPU (it runs the host side); got {processors[0].label}")
-        self.graph, self.plan, self.processors = graph, plan, processors
+        if sync not in SYNC_MODES:
+            raise CodlError(f"unknown sync mode {sync!r}; supported: {SYNC_MODES}")
+        if sync == "flags" and processors[1].kind is not ProcessorKind.CUDA:
+            raise CodlError("sync='flags' needs a CUDA processor 1; the CPU pair synchronises with events")
+        self.graph, self.plan, self.processors, self.sync_mode = graph, plan, processors, sync
         self.schedule: Schedule = build_schedule(graph, plan)
         self.sync = _Sync(len(self.schedule.channels))
-        self.channels = [_Channel(ch, box, processors[sender], processors[1 - sender], self.sync)
+        self.flags = FlagArray(len(self.schedule.channels), processors[1].index) if sync == "flags" else None
+        self.channels = [_Channel(ch, box, processors[sender], processors[1 - sender], self.sync, self.flags)
                          for ch, (sender, _, box) in enumerate(self.schedule.channels)]
         self.trace: list[StepRecord] | None = None
         self._slots: dict[tuple[str, str], int] = {("own", s.name): i for i, s in enumerate(graph.inputs)}
@@ -232,6 +260,8 @@ class Session:
             own_error = e
             self.sync.abort(e)
         result = self._done.get()
+        if self.flags is not None and (own_error or self.sync.error):
+            self.flags.release_all(self.sync.generation)  # free GPU waits that will not be met
         self.processors[1].synchronize()
         error = own_error or self.sync.error
         if error is not None:
@@ -338,9 +368,10 @@ def _bind(graph: Graph, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tenso
     return tensors
 
 
-def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor]) -> Session:  # noqa: A001
-    """Prepare ``plan`` for running on ``processors`` (CPU first)."""
-    return Session(graph, plan, processors)
+def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "events") -> Session:  # noqa: A001
+    """Prepare ``plan`` for running on ``processors`` (CPU first) with ``sync`` "events"
+    or "flags" (fine-grained, CUDA only)."""
+    return Session(graph, plan, processors, sync)
 
 
 __all__ = ["Session", "StepRecord", "compile"]
