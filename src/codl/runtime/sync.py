@@ -31,13 +31,15 @@ def flags_available(device: int = 0) -> str | None:
         from cuda.bindings import driver as cu
     except ImportError:
         return "cuda-python is not installed (pip install 'codl[cuda]')"
-    torch.cuda.init()
-    err, dev = cu.cuDeviceGet(device)
-    if err != cu.CUresult.CUDA_SUCCESS:
-        return f"cuDeviceGet failed: {err}"
-    err, ok = cu.cuDeviceGetAttribute(cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS, dev)
-    if err != cu.CUresult.CUDA_SUCCESS or not ok:
-        return "the device does not support stream memory operations"
+    # Since CUDA 12, 32-bit stream memory operations are part of the core API; older
+    # drivers report support through an attribute.
+    attr = getattr(cu.CUdevice_attribute, "CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS", None)
+    if attr is not None:
+        torch.cuda.init()
+        err, dev = cu.cuDeviceGet(device)
+        err2, ok = cu.cuDeviceGetAttribute(attr, dev) if err == cu.CUresult.CUDA_SUCCESS else (err, 0)
+        if err2 != cu.CUresult.CUDA_SUCCESS or not ok:
+            return "the device does not support stream memory operations"
     return None
 
 
@@ -63,6 +65,16 @@ class FlagArray:
         self.view = self.host.numpy()  # CPU reads and writes go straight to the pinned page
         (dptr,) = _check(cu.cuMemHostGetDevicePointer(self.host.data_ptr(), 0), "cuMemHostGetDevicePointer")
         self.base = int(dptr)
+        self._self_test(device)
+
+    def _self_test(self, device: int) -> None:
+        """One GPU write seen by the CPU, or a clear error now rather than a hang later."""
+        with torch.cuda.device(device):
+            self.gpu_write(0, 7)
+            torch.cuda.synchronize(device)
+        if int(self.view[0]) != 7:
+            raise CodlError("a flag written by the GPU stream is not visible to the CPU; use sync='events'")
+        self.view[0] = 0
 
     def _stream(self) -> object:
         return self._cu.CUstream(torch.cuda.current_stream().cuda_stream)
