@@ -92,7 +92,7 @@ def test_error_on_either_side_ends_the_run_without_deadlock(graphs: dict, failin
             plan.placements[n.name] = Placement(Dim.H, 0.0)
     session = compile(graph, plan, PAIR)
     steps = session._compiled[failing]
-    index = next(i for i, s in enumerate(steps) if s[0] == "run" and i > 3)
+    index = next(i for i, s in enumerate(steps) if s[0] in ("run", "gather") and i > 3)
 
     def boom(*args: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("injected failure")

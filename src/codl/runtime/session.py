@@ -133,12 +133,12 @@ class _Channel:
         return _to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)
 
 
-# How a step obtains one input (tuples, for a cheap hot loop):
-#   (CONST, tensor)                   a prepared constant
-#   (LOCAL, slot)                     a whole local piece
+# How a step obtains one input (tuples, for a cheap hot loop). Constants sit in local
+# slots too (filled once, in each processor's template), so they are LOCAL.
+#   (LOCAL, slot)                     a whole local value
 #   (SLICE, slot, slices)             a view into one local piece
-#   (ASSEMBLE, parts, shape, copy)    a new buffer filled from pieces: parts = [(slot, src, dst)]
-CONST, LOCAL, SLICE, ASSEMBLE = range(4)
+#   (ASSEMBLE, parts, shape, cl)      a new buffer filled from pieces: parts = [(slot, src, dst)]
+LOCAL, SLICE, ASSEMBLE = range(3)
 
 
 @dataclass
@@ -170,9 +170,16 @@ class Session:
                          for ch, (sender, _, box) in enumerate(self.schedule.channels)]
         self.trace: list[StepRecord] | None = None
         self._slots: dict[tuple[str, str], int] = {("own", s.name): i for i, s in enumerate(graph.inputs)}
+        self._consts: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] = ({}, {})
         self._compiled = [self._compile(proc) for proc in (0, 1)]
         # Outputs own their memory: a received piece lives in a staging buffer reused by the next call.
         self._outputs = [self._fetch(src, 0, {}, copy=True) for src in self.schedule.programs[0].outputs]
+        self._templates: list[list[torch.Tensor | None]] = []
+        for consts in self._consts:
+            template: list[torch.Tensor | None] = [None] * len(self._slots)
+            for slot, value in consts.items():
+                template[slot] = value
+            self._templates.append(template)
         # With every node on one side there is nothing to overlap: run both programs in
         # the calling thread, one after the other (processor 1 first: it never waits on
         # processor 0 then), and skip the hand-off to the worker.
@@ -188,7 +195,7 @@ class Session:
     def _compile(self, proc: int) -> list[tuple[Any, ...]]:
         graph = self.graph
         program = self.schedule.programs[proc]
-        consts: dict[tuple[str, Box], torch.Tensor] = {}
+        consts = self._consts[proc]
         steps: list[tuple[Any, ...]] = []
         for step, frees in zip(program.steps, program.frees):
             free = [self._slot(k) for k in frees]
@@ -199,7 +206,11 @@ class Session:
                 whole = step.box == full_box(out.shape) or len(node.outputs) > 1
                 fam = family(node.op)
                 kernel = fam.kernel(node) if whole else fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box)
-                steps.append(("run", node, kernel, fetches, [self._slot(("own", o)) for o in node.outputs], free))
+                outs = [self._slot(("own", o)) for o in node.outputs]
+                if all(f[0] == LOCAL for f in fetches):  # the common case: plain slot reads
+                    steps.append(("run", node, kernel, [f[1] for f in fetches], outs, free))
+                else:
+                    steps.append(("gather", node, kernel, fetches, outs, free))
             elif isinstance(step, SendStep):
                 origin = self.schedule.held[proc][step.tensor]
                 steps.append(("send", step.tensor, self.channels[step.channel],
@@ -217,15 +228,15 @@ class Session:
             return self.schedule.held[proc][name]
         return next(box for sender, t, box in self.schedule.channels if t == name and sender != proc)
 
-    def _fetch(self, src: InputSource, proc: int, consts: dict[tuple[str, Box], torch.Tensor],
+    def _fetch(self, src: InputSource, proc: int, consts: dict[int, torch.Tensor],
                copy: bool = False) -> tuple[Any, ...]:
         if src.pieces[0][0] == "const":
-            key = (src.tensor, src.box)
-            if key not in consts:
+            slot = self._slot(("const", f"{proc}:{src.tensor}:{src.box}"))
+            if slot not in consts:
                 value = torch.from_numpy(np.array(self.graph.constants[src.tensor]))
                 value = value[relative(src.box, full_box(value.shape))]
-                consts[key] = _to_processor(value.contiguous(), self.processors[proc])
-            return (CONST, consts[key])
+                consts[slot] = _to_processor(value.contiguous(), self.processors[proc])
+            return (LOCAL, slot)
         parts = []
         for piece in src.pieces:
             origin = self._piece_box(piece, proc)
@@ -248,6 +259,10 @@ class Session:
             self.sync.generation += 1
             self.sync.error = None
         t0 = time.perf_counter()
+        with torch.inference_mode():
+            return self._call(tensors, t0)
+
+    def _call(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
         if self._inline:
             return self._run_inline(tensors, t0)
         self._jobs.put((tensors, t0))
@@ -288,7 +303,9 @@ class Session:
         while True:
             tensors, t0 = self._jobs.get()
             try:
-                self._done.put(self._run(0, tensors, t0))
+                with torch.inference_mode():
+                    result = self._run(0, tensors, t0)
+                self._done.put(result)
             except _Aborted:
                 self._done.put(None)
             except BaseException as e:  # noqa: BLE001 - handed to the caller
@@ -297,43 +314,47 @@ class Session:
 
     def _run(self, proc: int, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor] | None:
         processor = self.processors[proc]
+        steps = self._compiled[proc]
+        if not steps and proc == 1:
+            return None
         if proc == 1:
             previous = torch.get_num_threads()
             processor.activate()
-        local: list[torch.Tensor | None] = [None] * len(self._slots)
+        local = self._templates[proc][:]
         for i, t in enumerate(tensors):
             local[i] = _to_processor(t, processor)
         record = self.trace.append if self.trace is not None else None
         try:
-            with torch.inference_mode():
-                # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
-                for kind, name, action, arg, outs, free in self._compiled[proc]:
-                    start = time.perf_counter() if record else 0.0
-                    if kind == "run":
-                        args = [_gather(f, local) for f in arg]
-                        try:
-                            result = action(*args)
-                        except Exception as e:
-                            raise ExecutionError(f"node {name.name!r} ({name.op.value}) failed on processor {proc} "
-                                                 f"({processor.label}) with inputs {[tuple(a.shape) for a in args]}: {e}") from e
-                        if isinstance(result, torch.Tensor):
-                            local[outs[0]] = result
-                        else:
-                            for o, r in zip(outs, result):
-                                local[o] = r
-                        name = name.name
-                    elif kind == "send":
-                        slot, slices = arg
-                        action.send(local[slot][slices])
+            # callers hold torch.inference_mode()
+            # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
+            for kind, name, action, arg, outs, free in steps:
+                start = time.perf_counter() if record else 0.0
+                if kind == "run" or kind == "gather":
+                    args = [local[i] for i in arg] if kind == "run" else [_gather(f, local) for f in arg]
+                    try:
+                        result = action(*args)
+                    except Exception as e:
+                        raise ExecutionError(f"node {name.name!r} ({name.op.value}) failed on processor {proc} "
+                                             f"({processor.label}) with inputs {[tuple(a.shape) for a in args]}: {e}") from e
+                    if isinstance(result, torch.Tensor):
+                        local[outs[0]] = result
                     else:
-                        local[arg] = action.recv()
-                    for i in free:
-                        local[i] = None
-                    if record:
-                        record(StepRecord(proc, kind, name, (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
-                if proc == 0:
-                    return [_gather(f, local) for f in self._outputs]
-                return None
+                        for o, r in zip(outs, result):
+                            local[o] = r
+                elif kind == "send":
+                    slot, slices = arg
+                    action.send(local[slot][slices])
+                else:
+                    local[arg] = action.recv()
+                for i in free:
+                    local[i] = None
+                if record:
+                    run = kind == "run" or kind == "gather"
+                    record(StepRecord(proc, "run" if run else kind, name.name if run else name,
+                                      (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
+            if proc == 0:
+                return [_gather(f, local) for f in self._outputs]
+            return None
         finally:
             if proc == 1 and processor.kind is ProcessorKind.CPU:
                 torch.set_num_threads(previous)
@@ -343,8 +364,6 @@ def _gather(f: tuple[Any, ...], local: list[torch.Tensor | None]) -> torch.Tenso
     mode = f[0]
     if mode == LOCAL:
         return local[f[1]]  # type: ignore[return-value]
-    if mode == CONST:
-        return f[1]
     if mode == SLICE:
         return local[f[1]][f[2]]  # type: ignore[index]
     _, parts, shape, channels_last = f
