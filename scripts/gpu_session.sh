@@ -7,4 +7,4 @@ mkdir -p "$OUT"
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 python3 -c "import cuda.bindings, torch; print('cuda-python', cuda.bindings.__version__, 'torch', torch.__version__)"
 python3 -m pytest -q tests/test_gpu.py tests/test_gpu_session.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
-python3 -m codl.bench.exchange -n 2000 --mb 1 --json "$OUT/exchange.json" 2>&1 | tee "$OUT/exchange.txt"
+python3 -m codl.cli bench exchange -n 2000 --mb 1 --json "$OUT/exchange.json" 2>&1 | tee "$OUT/exchange.txt"

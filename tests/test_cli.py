@@ -66,3 +66,12 @@ def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.Captur
     assert "built-in models: vgg16" in capsys.readouterr().err
     assert main(["run", "vgg16", "-d", "tpu"]) == 2
     assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_bench_overhead_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "o.json"
+    assert main(["bench", "overhead", "--models", "mobilenetv2", "--input-size", "32", "32", "--width", "0.25",
+                 "-n", "2", "--rounds", "1", "--json", str(out)]) == 0
+    assert "mobilenetv2  cpu" in capsys.readouterr().out
+    row = json.loads(out.read_text())["results"][0]
+    assert set(row["latency_ms"]) == {"reference", "reference_io", "session"} and row["session_over_reference"] > 0

@@ -73,3 +73,11 @@ def test_failure_on_either_side_releases_the_other(sync: str, failing: int) -> N
     with torch.no_grad():
         expected = module(x)
     assert compare(session(x), [expected])["rel_l2_error"] < 1e-2
+
+
+def test_bench_exchange_runs(capsys: pytest.CaptureFixture) -> None:
+    from codl.cli import main
+
+    assert main(["bench", "exchange", "-n", "20", "--mb", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "events" in out and "flags" in out

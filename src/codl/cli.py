@@ -139,6 +139,34 @@ def _check(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tens
     return {"against": against, **errors, "tolerance": tol, "ok": errors["rel_l2_error"] <= tol}
 
 
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from .bench.overhead import HEADER, format_row, measure
+
+    torch.set_grad_enabled(False)
+    rows = []
+    print(HEADER)
+    for device in args.devices.split(","):
+        for name in args.models.split(","):
+            rows.append(measure(name, device, args.iters, args.rounds,
+                                tuple(args.input_size) if args.input_size else None, args.width))
+            print(format_row(rows[-1]), flush=True)
+    _write_json(args.json, {**artifact_header("overhead"), "latency_source": "measured", "results": rows})
+    return 0
+
+
+def cmd_bench_exchange(args: argparse.Namespace) -> int:
+    from .bench.exchange import measure_exchange
+
+    rows = measure_exchange(args.iters, int(args.mb * 2**20) // 4 * 4)
+    print(f"{'mode':<8} {'payload bytes':>13} {'median us':>10} {'p90 us':>8} {'min us':>8}")
+    for r in rows:
+        lat = r["latency_ms"]
+        print(f"{r['mode']:<8} {r['payload_bytes']:>13} {lat['median_ms'] * 1e3:>10.1f} {lat['p90_ms'] * 1e3:>8.1f} "
+              f"{lat['min_ms'] * 1e3:>8.1f}")
+    _write_json(args.json, {**artifact_header("exchange"), "latency_source": "measured", "results": rows})
+    return 0
+
+
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -171,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",
                            help="skip comparing outputs with the reference")
+    b = sub.add_parser("bench", help="benchmarks of the executor").add_subparsers(dest="bench", required=True)
+    o = b.add_parser("overhead", help="session vs reference with every node on one processor")
+    o.add_argument("--models", default=",".join(zoo.MODELS))
+    o.add_argument("--devices", default="cpu", help="comma-separated: cpu, cuda")
+    o.add_argument("-n", "--iters", type=int, default=10, help="runs per way per round")
+    o.add_argument("--rounds", type=int, default=3)
+    o.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    o.add_argument("--width", type=float, default=1.0)
+    o.add_argument("--json")
+    o.set_defaults(fn=cmd_bench_overhead)
+    e = b.add_parser("exchange", help="one CPU -> GPU -> CPU exchange per sync mode (CUDA)")
+    e.add_argument("-n", "--iters", type=int, default=2000)
+    e.add_argument("--mb", type=float, default=1.0, help="payload in MiB")
+    e.add_argument("--json")
+    e.set_defaults(fn=cmd_bench_exchange)
     return p
 
 

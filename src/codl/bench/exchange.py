@@ -12,20 +12,16 @@ mode uses the same mechanism the session uses:
 
 Usage::
 
-    python -m codl.bench.exchange -n 2000 --mb 1 --json out.json
+    codl bench exchange -n 2000 --mb 1 --json out.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import threading
 import time
 
 import torch
 
-from ..fingerprint import artifact_header
 from ..runtime.sync import FlagArray
 from .run import LatencyStats
 
@@ -94,27 +90,12 @@ def _flags(n: int, nbytes: int) -> list[float]:
     return samples
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="CPU -> GPU -> CPU exchange latency per sync mode")
-    p.add_argument("-n", "--iters", type=int, default=2000)
-    p.add_argument("--mb", type=float, default=1.0, help="slice size in MB (1 MB = 2**20 bytes)")
-    p.add_argument("--json")
-    args = p.parse_args(argv)
-    nbytes = int(args.mb * 2**20) // 4 * 4
+def measure_exchange(iters: int, nbytes: int) -> list[dict]:
+    """Both modes, a bare flag and an ``nbytes`` payload; latencies in ms."""
     rows = []
-    print(f"{'mode':<8} {'payload':<10} {'median us':>10} {'p90 us':>8} {'min us':>8}")
     for mode, fn in (("events", _events), ("flags", _flags)):
-        for payload, size in (("flag", 0), (f"{args.mb:g} MB", nbytes)):
+        for size in (0, nbytes):
             fn(50, size)  # warm up
-            stats = LatencyStats.of([us / 1e3 for us in fn(args.iters, size)])
-            print(f"{mode:<8} {payload:<10} {stats.median_ms * 1e3:>10.1f} {stats.p90_ms * 1e3:>8.1f} "
-                  f"{stats.min_ms * 1e3:>8.1f}", flush=True)
+            stats = LatencyStats.of([us / 1e3 for us in fn(iters, size)])
             rows.append({"mode": mode, "payload_bytes": size, "latency_ms": stats.to_json()})
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({**artifact_header("exchange"), "latency_source": "measured", "results": rows}, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return rows

@@ -12,20 +12,17 @@ round so drifts of the machine hit all three alike:
 
 Usage::
 
-    python -m codl.bench.overhead --models yolov2,resnet50 --devices cpu,cuda --json out.json
+    codl bench overhead --models yolov2,resnet50 --devices cpu,cuda --json out.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from typing import Callable
 
 import torch
 
 from .. import zoo
-from ..fingerprint import artifact_header
 from ..frontends import from_torch
 from ..ir.regions import Dim
 from ..plan import Placement, Plan
@@ -64,31 +61,10 @@ def measure(name: str, device: str, iters: int, rounds: int, input_size: tuple[i
             "session_over_reference_io": med["session"] / med["reference_io"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="vgg16,yolov2,posenet,fst,retinaface,resnet50,mobilenetv2,vit")
-    p.add_argument("--devices", default="cpu")
-    p.add_argument("-n", "--iters", type=int, default=10, help="runs per way per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--input-size", type=int, nargs=2)
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--json")
-    args = p.parse_args(argv)
-    rows = []
-    print(f"{'model':<12} {'device':<7} {'reference':>10} {'ref+io':>10} {'session':>10} {'/ref':>7} {'/ref+io':>8}  (median ms)")
-    for device in args.devices.split(","):
-        for name in args.models.split(","):
-            r = measure(name, device, args.iters, args.rounds, tuple(args.input_size) if args.input_size else None, args.width)
-            m = {k: v["median_ms"] for k, v in r["latency_ms"].items()}
-            print(f"{name:<12} {device:<7} {m['reference']:>10.3f} {m['reference_io']:>10.3f} {m['session']:>10.3f} "
-                  f"{r['session_over_reference']:>7.3f} {r['session_over_reference_io']:>8.3f}", flush=True)
-            rows.append(r)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({**artifact_header("overhead"), "latency_source": "measured", "results": rows}, f, indent=1)
-    return 0
+HEADER = f"{'model':<12} {'device':<7} {'reference':>10} {'ref+io':>10} {'session':>10} {'/ref':>7} {'/ref+io':>8}  (median ms)"
 
 
-if __name__ == "__main__":
-    torch.set_grad_enabled(False)
-    sys.exit(main())
+def format_row(r: dict) -> str:
+    m = {k: v["median_ms"] for k, v in r["latency_ms"].items()}
+    return (f"{r['model']:<12} {r['device']:<7} {m['reference']:>10.3f} {m['reference_io']:>10.3f} {m['session']:>10.3f} "
+            f"{r['session_over_reference']:>7.3f} {r['session_over_reference_io']:>8.3f}")
