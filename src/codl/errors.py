@@ -19,3 +19,10 @@ class ModelLoadError(CodlError):
 
 class ExecutionError(CodlError):
     """A node failed while running; the message names the node and its input shapes."""
+
+    @staticmethod
+    def of_node(node: object, inputs: list, error: Exception, where: str = "") -> "ExecutionError":
+        """The error for ``node`` failing on tensors ``inputs`` (``where``: which processor)."""
+        shapes = [tuple(t.shape) if t is not None else None for t in inputs]
+        return ExecutionError(f"node {node.name!r} ({node.op.value}) failed{where} on inputs "  # type: ignore[attr-defined]
+                              f"{list(zip(node.inputs, shapes))}: {error}")  # type: ignore[attr-defined]

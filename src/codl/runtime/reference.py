@@ -77,9 +77,7 @@ class ReferenceRunner:
                 try:
                     result = kernel(*[values[i] for i in ins])
                 except Exception as e:
-                    shapes = [tuple(values[i].shape) if values[i] is not None else None for i in ins]
-                    raise ExecutionError(f"node {node.name!r} ({node.op.value}) failed on inputs "
-                                         f"{list(zip(node.inputs, shapes))}: {e}") from e
+                    raise ExecutionError.of_node(node, [values[i] for i in ins], e) from e
                 if isinstance(result, torch.Tensor):
                     values[outs[0]] = result
                 else:

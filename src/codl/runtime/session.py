@@ -334,8 +334,7 @@ class Session:
                     try:
                         result = action(*args)
                     except Exception as e:
-                        raise ExecutionError(f"node {name.name!r} ({name.op.value}) failed on processor {proc} "
-                                             f"({processor.label}) with inputs {[tuple(a.shape) for a in args]}: {e}") from e
+                        raise ExecutionError.of_node(name, args, e, f" on processor {proc} ({processor.label})") from e
                     if isinstance(result, torch.Tensor):
                         local[outs[0]] = result
                     else:
