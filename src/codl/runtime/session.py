@@ -137,8 +137,9 @@ class _Channel:
 # slots too (filled once, in each processor's template), so they are LOCAL.
 #   (LOCAL, slot)                     a whole local value
 #   (SLICE, slot, slices)             a view into one local piece
+#   (COPY, slot, slices)              a copy of a view (outputs must not alias staging buffers)
 #   (ASSEMBLE, parts, shape, cl)      a new buffer filled from pieces: parts = [(slot, src, dst)]
-LOCAL, SLICE, ASSEMBLE = range(3)
+LOCAL, SLICE, COPY, ASSEMBLE = range(4)
 
 
 @dataclass
@@ -174,6 +175,10 @@ class Session:
         self._compiled = [self._compile(proc) for proc in (0, 1)]
         # Outputs own their memory: a received piece lives in a staging buffer reused by the next call.
         self._outputs = [self._fetch(src, 0, {}, copy=True) for src in self.schedule.programs[0].outputs]
+        inputs = {s.name for s in graph.inputs}
+        self._reads_inputs = [any(isinstance(st, RunStep) and any(src.tensor in inputs for src in st.inputs)
+                                  for st in self.schedule.programs[p].steps)
+                              or any(src.tensor in inputs for src in self.schedule.programs[p].outputs) for p in (0, 1)]
         self._templates: list[list[torch.Tensor | None]] = []
         for consts in self._consts:
             template: list[torch.Tensor | None] = [None] * len(self._slots)
@@ -243,8 +248,10 @@ class Session:
             inter = intersect(src.box, origin)
             if not is_empty(inter):
                 parts.append((piece, origin, relative(inter, origin), relative(inter, src.box)))
-        if len(parts) == 1 and not (copy and parts[0][0][0] == "recv"):
+        if len(parts) == 1:
             piece, origin, src_slices, _ = parts[0]
+            if copy and piece[0] == "recv":
+                return (COPY, self._slot(piece), src_slices)
             return (LOCAL, self._slot(piece)) if origin == src.box else (SLICE, self._slot(piece), src_slices)
         return (ASSEMBLE, [(self._slot(p), a, b) for p, _, a, b in parts], box_shape(src.box),
                 self.processors[proc].channels_last)
@@ -275,11 +282,14 @@ class Session:
             own_error = e
             self.sync.abort(e)
         result = self._done.get()
-        if self.flags is not None and (own_error or self.sync.error):
-            self.flags.release_all(self.sync.generation)  # free GPU waits that will not be met
-        self.processors[1].synchronize()
+        # No device-wide synchronisation on success: every piece of GPU work feeds an
+        # output or a region processor 0 has waited for, and the stream runs in order, so
+        # nothing that matters (no copy out of a staging buffer either) is still in flight.
         error = own_error or self.sync.error
         if error is not None:
+            if self.flags is not None:
+                self.flags.release_all(self.sync.generation)  # free GPU waits that will not be met
+            self.processors[1].synchronize()
             if isinstance(error, CodlError):
                 raise error
             raise ExecutionError(f"co-execution failed: {error}") from error
@@ -291,12 +301,12 @@ class Session:
             previous = torch.get_num_threads()
             self.processors[0].activate()
             try:
-                result = self._run(0, tensors, t0)
+                return self._run(0, tensors, t0)  # type: ignore[return-value]
             finally:
                 torch.set_num_threads(previous)
-        finally:
-            self.processors[1].synchronize()
-        return result  # type: ignore[return-value]
+        except BaseException:
+            self.processors[1].synchronize()  # leave no work in flight behind an error
+            raise
 
     def _work(self) -> None:
         self.processors[0].activate()
@@ -321,8 +331,9 @@ class Session:
             previous = torch.get_num_threads()
             processor.activate()
         local = self._templates[proc][:]
-        for i, t in enumerate(tensors):
-            local[i] = _to_processor(t, processor)
+        if self._reads_inputs[proc]:
+            for i, t in enumerate(tensors):
+                local[i] = _to_processor(t, processor)
         record = self.trace.append if self.trace is not None else None
         try:
             # callers hold torch.inference_mode()
@@ -365,6 +376,8 @@ def _gather(f: tuple[Any, ...], local: list[torch.Tensor | None]) -> torch.Tenso
         return local[f[1]]  # type: ignore[return-value]
     if mode == SLICE:
         return local[f[1]][f[2]]  # type: ignore[index]
+    if mode == COPY:
+        return local[f[1]][f[2]].clone()  # type: ignore[index]
     _, parts, shape, channels_last = f
     first = local[parts[0][0]]
     fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
