@@ -75,3 +75,8 @@ def test_bench_overhead_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "mobilenetv2  cpu" in capsys.readouterr().out
     row = json.loads(out.read_text())["results"][0]
     assert set(row["latency_ms"]) == {"reference", "reference_io", "session"} and row["session_over_reference"] > 0
+
+
+def test_sm_limit_is_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "vgg16", "-d", "cpu", "--sm-limit", "8"]) == 2
+    assert "SM limit applies to cuda devices only" in capsys.readouterr().err

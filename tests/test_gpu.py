@@ -40,3 +40,16 @@ def test_cli_run_on_cuda(capsys: pytest.CaptureFixture) -> None:
     assert main(["run", "resnet50", "-d", "cuda", "--dtype", "fp16", "--channels-last", "-n", "5"]) == 0
     out = capsys.readouterr().out
     assert "cuda:0" in out and "OK" in out
+
+
+@pytest.mark.parametrize("sms", [8, 32])
+def test_sm_limited_processor_matches(sms: int) -> None:
+    module, x = zoo.build("yolov2", (128, 128), width=0.5)
+    graph = from_torch(module, x, name="yolov2")
+    proc = Processor.parse("cuda", sm_limit=sms)
+    assert proc.stream() is not None and proc.describe()["sm_limit"] == sms
+    got = ReferenceRunner(graph, proc)(x)
+    proc.synchronize()
+    with torch.no_grad():
+        expected = module(x)
+    assert compare(got, [expected])["rel_l2_error"] < tolerance(proc)

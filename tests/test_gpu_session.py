@@ -81,3 +81,15 @@ def test_bench_exchange_runs(capsys: pytest.CaptureFixture) -> None:
     assert main(["bench", "exchange", "-n", "20", "--mb", "0.25"]) == 0
     out = capsys.readouterr().out
     assert "events" in out and "flags" in out
+
+
+@pytest.mark.parametrize("sync", ["events", "flags"])
+def test_session_with_sm_limited_gpu(sync: str) -> None:
+    module, x = zoo.build("posenet", (64, 64), width=0.5)
+    graph = from_torch(module, x, name="posenet")
+    procs = (Processor.parse("cpu"), Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8))
+    session = compile(graph, random_plan(graph, 11), procs, sync=sync)
+    with torch.no_grad():
+        expected = module(x)
+    for _ in range(2):
+        assert compare(session(x), [expected])["rel_l2_error"] < 1e-2

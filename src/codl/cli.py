@@ -96,7 +96,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    proc = Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last)
+    proc = Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit)
     graph, module, inputs, label = load_model(args)
     _log(f"preparing {len(graph.nodes)} ops on {proc.label}")
     runner = ReferenceRunner(graph, proc)
@@ -109,6 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     desc = proc.describe()
     print(f"model      {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
     extra = f", {desc['threads']} threads" if "threads" in desc else f", {desc.get('name', '')}"
+    if desc.get("sm_limit"):
+        extra += f", limited to {desc['sm_limit']} of {desc['sms']} SMs"
     print(f"processor  {proc.label}{extra}, {proc.dtype.value} {'channels-last' if proc.channels_last else 'NCHW'}")
     if check is not None:
         print(f"check      {check['against']}: relative error {check['rel_l2_error']:.1e} "
@@ -195,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
             s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
             s.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
+            s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
             s.add_argument("-n", "--iters", type=int, default=20, help="timed runs")
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
 
@@ -39,10 +40,11 @@ class Processor:
     threads: int | None = None  # CPU only; None keeps torch's default
     dtype: DType = DType.FLOAT32
     channels_last: bool = False
+    sm_limit: int | None = None  # CUDA only: run on at most this many SMs (green context)
 
     @staticmethod
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
-              channels_last: bool = False) -> "Processor":
+              channels_last: bool = False, sm_limit: int | None = None) -> "Processor":
         """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable."""
         name, _, idx = text.partition(":")
         try:
@@ -54,9 +56,26 @@ class Processor:
                             f"{[d.value for d in TORCH_DTYPES]}")
         if threads is not None and (kind is not ProcessorKind.CPU or threads < 1):
             raise CodlError("--threads applies to the cpu device only and must be >= 1")
-        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last)
+        if sm_limit is not None and kind is not ProcessorKind.CUDA:
+            raise CodlError("an SM limit applies to cuda devices only")
+        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit)
         proc.check_available()
+        if sm_limit is not None:
+            proc.stream()  # create the green context now: errors surface here, not mid-run
         return proc
+
+    def stream(self) -> "torch.cuda.Stream | None":
+        """The stream this processor's work must go to (None: the current stream)."""
+        if self.sm_limit is None:
+            return None
+        from .cuda import limited_stream
+
+        return limited_stream(self.index, self.sm_limit)
+
+    def work_context(self) -> "contextlib.AbstractContextManager[object]":
+        """Context under which this processor's work is enqueued (its stream, if any)."""
+        stream = self.stream()
+        return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
 
     @property
     def device(self) -> torch.device:
@@ -105,4 +124,5 @@ class Processor:
         elif self.kind is ProcessorKind.CUDA:
             props = torch.cuda.get_device_properties(self.index)
             d["name"], d["sms"] = props.name, props.multi_processor_count
+            d["sm_limit"] = self.sm_limit
         return d

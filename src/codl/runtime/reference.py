@@ -54,6 +54,7 @@ class ReferenceRunner:
             self._steps.append((node, family(node.op).kernel(node), [slot[i] for i in node.inputs],
                                 [slot[o] for o in node.outputs], free))
         self._out_slots = [slot[o] for o in graph.outputs]
+        processor.synchronize()  # constants are in place before work on another stream reads them
 
     def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Run once. Inputs: tensors in graph-input order, or one dict by name. Returns the
@@ -70,9 +71,9 @@ class ReferenceRunner:
 
     def _execute(self, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]], keep_all: bool) -> list[torch.Tensor | None]:
         values = self._slots[:]
-        for i, t in enumerate(self._bind(inputs)):
-            values[i] = _to_processor(t, self.processor)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.processor.work_context():
+            for i, t in enumerate(self._bind(inputs)):
+                values[i] = _to_processor(t, self.processor)
             for node, kernel, ins, outs, free in self._steps:
                 try:
                     result = kernel(*[values[i] for i in ins])

@@ -190,6 +190,7 @@ class Session:
         # processor 0 then), and skip the hand-off to the worker.
         busy = [any(isinstance(s, RunStep) for s in self.schedule.programs[p].steps) for p in (0, 1)]
         self._inline = not (busy[0] and busy[1])
+        self.processors[1].synchronize()  # constants are in place before work on another stream reads them
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         if not self._inline:
@@ -266,7 +267,7 @@ class Session:
             self.sync.generation += 1
             self.sync.error = None
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self.processors[1].work_context():
             return self._call(tensors, t0)
 
     def _call(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
