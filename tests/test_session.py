@@ -131,3 +131,30 @@ def test_plan_json_round_trip(graphs: dict) -> None:
     assert back == plan
     with pytest.raises(PlanError, match="not a codl plan"):
         Plan.from_json({"kind": "model"})
+
+
+def test_pinned_cpu_groups_and_mixed_types(graphs: dict) -> None:
+    """Two CPU groups on disjoint cores, the second computing in bf16 channels-last: data
+    crossing between them is converted to the receiver's type."""
+    import os
+
+    from codl.ir import DType
+
+    cores = sorted(os.sched_getaffinity(0))
+    first, second = (cores[:1], cores[1:2]) if len(cores) > 1 else (cores, cores)
+    pair = (Processor.parse("cpu", cores=tuple(first)),
+            Processor.parse("cpu", cores=tuple(second), dtype=DType.BFLOAT16, channels_last=True))
+    assert pair[0].threads == 1 and pair[0].describe()["cores"] == first
+    graph, x, expected = graphs["resnet50"]
+    session = compile(graph, random_plan(graph, 2), pair)
+    got = session(x)
+    assert got[0].dtype == torch.float32
+    assert float((got[0] - expected[0]).norm() / expected[0].norm()) < 5e-2
+    assert os.sched_getaffinity(0) == set(cores)  # the caller's thread is left alone
+
+
+def test_bad_cores_are_refused() -> None:
+    from codl.errors import CodlError
+
+    with pytest.raises(CodlError, match="a CPU group needs a non-empty subset of the cores"):
+        Processor.parse("cpu", cores=(10_000,))

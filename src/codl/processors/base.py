@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 from dataclasses import dataclass
 
 import torch
@@ -41,11 +42,14 @@ class Processor:
     dtype: DType = DType.FLOAT32
     channels_last: bool = False
     sm_limit: int | None = None  # CUDA only: run on at most this many SMs (green context)
+    cores: tuple[int, ...] | None = None  # CPU only: pin this group's threads to these cores
 
     @staticmethod
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
-              channels_last: bool = False, sm_limit: int | None = None) -> "Processor":
-        """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable."""
+              channels_last: bool = False, sm_limit: int | None = None,
+              cores: tuple[int, ...] | None = None) -> "Processor":
+        """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable.
+        A CPU group given ``cores`` uses one thread per core unless ``threads`` says."""
         name, _, idx = text.partition(":")
         try:
             kind = ProcessorKind(name)
@@ -58,7 +62,14 @@ class Processor:
             raise CodlError("--threads applies to the cpu device only and must be >= 1")
         if sm_limit is not None and kind is not ProcessorKind.CUDA:
             raise CodlError("an SM limit applies to cuda devices only")
-        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit)
+        if cores is not None:
+            allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+            if kind is not ProcessorKind.CPU or not cores or not set(cores) <= allowed:
+                raise CodlError(f"cores {list(cores)}: a CPU group needs a non-empty subset of the cores this "
+                                f"process may use {sorted(allowed)} (Linux only)")
+            cores = tuple(sorted(set(cores)))
+            threads = threads or len(cores)
+        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores)
         proc.check_available()
         if sm_limit is not None:
             proc.stream()  # create the green context now: errors surface here, not mid-run
@@ -98,8 +109,14 @@ class Processor:
                             f"(torch {torch.__version__}, cuda available: {torch.cuda.is_available()})")
 
     def activate(self) -> None:
-        """Apply process-wide settings (CPU thread count) before running."""
-        if self.kind is ProcessorKind.CPU and self.threads is not None:
+        """Apply this processor's settings to the calling thread: its CPU thread count
+        (per thread in PyTorch's OpenMP backend) and, for a pinned group, its cores (the
+        thread pool it starts afterwards inherits them)."""
+        if self.kind is not ProcessorKind.CPU:
+            return
+        if self.cores is not None:
+            os.sched_setaffinity(0, self.cores)  # 0: the calling thread
+        if self.threads is not None:
             torch.set_num_threads(self.threads)
 
     def synchronize(self) -> None:
@@ -121,6 +138,8 @@ class Processor:
                                 "channels_last": self.channels_last}
         if self.kind is ProcessorKind.CPU:
             d["threads"] = self.threads or torch.get_num_threads()
+            if self.cores is not None:
+                d["cores"] = list(self.cores)
         elif self.kind is ProcessorKind.CUDA:
             props = torch.cuda.get_device_properties(self.index)
             d["name"], d["sms"] = props.name, props.multi_processor_count

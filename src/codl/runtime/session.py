@@ -93,7 +93,8 @@ class _Channel:
         self.value: torch.Tensor | None = None
         if src.kind is not ProcessorKind.CPU or dst.kind is not ProcessorKind.CPU:
             host = dst if src.kind is not ProcessorKind.CPU else src
-            self.staging = torch.empty(box_shape(box), dtype=host.torch_dtype, pin_memory=True)
+            cuda = ProcessorKind.CUDA in (src.kind, dst.kind)
+            self.staging = torch.empty(box_shape(box), dtype=host.torch_dtype, pin_memory=cuda)
             if src.kind is ProcessorKind.CUDA and flags is None:
                 self.event = torch.cuda.Event()
 
@@ -106,12 +107,14 @@ class _Channel:
             if self.flags is not None:
                 self.flags.cpu_write(self.ch, gen)
                 return
-        else:
+        elif self.src.kind is ProcessorKind.CUDA:
             self.staging.copy_(piece.to(self.staging.dtype), non_blocking=True)
             if self.flags is not None:
                 self.flags.gpu_write(self.ch, gen)  # the stream raises it once the copy is done
                 return
             self.event.record()  # type: ignore[union-attr]
+        else:  # other torch devices (mps, xpu): a blocking copy, then post
+            self.staging.copy_(piece.to(self.staging.dtype))
         self.sync.post(self.ch)
 
     def recv(self) -> torch.Tensor:
@@ -124,7 +127,8 @@ class _Channel:
                 self.flags.cpu_wait(self.ch, self.sync.generation, lambda: self.sync.error is not None)
             else:
                 self.sync.wait(self.ch)
-                self.event.synchronize()  # type: ignore[union-attr]
+                if self.event is not None:
+                    self.event.synchronize()
             return _to_processor(self.staging, self.dst)
         if self.flags is not None:
             self.flags.gpu_wait(self.ch, self.sync.generation)  # enqueued: the driver does not block
@@ -188,14 +192,18 @@ class Session:
         # With every node on one side there is nothing to overlap: run both programs in
         # the calling thread, one after the other (processor 1 first: it never waits on
         # processor 0 then), and skip the hand-off to the worker.
+        # (Not when a CPU group is pinned to cores: only its own thread may carry that.)
         busy = [any(isinstance(s, RunStep) for s in self.schedule.programs[p].steps) for p in (0, 1)]
-        self._inline = not (busy[0] and busy[1])
+        pinned = any(p.cores for p in processors)
+        self._inline = not (busy[0] and busy[1]) and not pinned
         self.processors[1].synchronize()  # constants are in place before work on another stream reads them
-        self._jobs: queue.Queue = queue.Queue()
-        self._done: queue.Queue = queue.Queue()
-        if not self._inline:
-            self._worker = threading.Thread(target=self._work, name="codl-cpu", daemon=True)
-            self._worker.start()
+        # Processor 0 always has its own thread; processor 1 too when it is a CPU group
+        # (a GPU is driven from the calling thread, which only enqueues).
+        self._threaded = (not self._inline, not self._inline and processors[1].kind is ProcessorKind.CPU)
+        self._queues: list[tuple[queue.Queue, queue.Queue]] = [(queue.Queue(), queue.Queue()) for _ in (0, 1)]
+        for proc in (0, 1):
+            if self._threaded[proc]:
+                threading.Thread(target=self._work, args=(proc,), name=f"codl-proc{proc}", daemon=True).start()
 
     # --- preparation ------------------------------------------------------------------
     def _compile(self, proc: int) -> list[tuple[Any, ...]]:
@@ -273,16 +281,20 @@ class Session:
     def _call(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
         if self._inline:
             return self._run_inline(tensors, t0)
-        self._jobs.put((tensors, t0))
+        for proc in (0, 1):
+            if self._threaded[proc]:
+                self._queues[proc][0].put((tensors, t0))
         own_error: BaseException | None = None
-        try:
-            self._run(1, tensors, t0)
-        except _Aborted:
-            pass
-        except BaseException as e:  # noqa: BLE001 - re-raised below, after the worker stops
-            own_error = e
-            self.sync.abort(e)
-        result = self._done.get()
+        if not self._threaded[1]:
+            try:
+                self._run(1, tensors, t0)
+            except _Aborted:
+                pass
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the worker stops
+                own_error = e
+                self.sync.abort(e)
+        results = [self._queues[proc][1].get() if self._threaded[proc] else None for proc in (0, 1)]
+        result = results[0]
         # No device-wide synchronisation on success: every piece of GPU work feeds an
         # output or a region processor 0 has waited for, and the stream runs in order, so
         # nothing that matters (no copy out of a staging buffer either) is still in flight.
@@ -297,78 +309,73 @@ class Session:
         return result
 
     def _run_inline(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
+        previous = torch.get_num_threads()
         try:
-            self._run(1, tensors, t0)
-            previous = torch.get_num_threads()
+            if self._compiled[1]:
+                self.processors[1].activate()
+                self._run(1, tensors, t0)
             self.processors[0].activate()
-            try:
-                return self._run(0, tensors, t0)  # type: ignore[return-value]
-            finally:
-                torch.set_num_threads(previous)
+            return self._run(0, tensors, t0)  # type: ignore[return-value]
         except BaseException:
             self.processors[1].synchronize()  # leave no work in flight behind an error
             raise
+        finally:
+            torch.set_num_threads(previous)  # the caller's thread count is the caller's
 
-    def _work(self) -> None:
-        self.processors[0].activate()
+    def _work(self, proc: int) -> None:
+        self.processors[proc].activate()
+        jobs, done = self._queues[proc]
         while True:
-            tensors, t0 = self._jobs.get()
+            tensors, t0 = jobs.get()
             try:
                 with torch.inference_mode():
-                    result = self._run(0, tensors, t0)
-                self._done.put(result)
+                    result = self._run(proc, tensors, t0)
+                done.put(result)
             except _Aborted:
-                self._done.put(None)
+                done.put(None)
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 self.sync.abort(e)
-                self._done.put(None)
+                done.put(None)
 
     def _run(self, proc: int, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor] | None:
         processor = self.processors[proc]
         steps = self._compiled[proc]
         if not steps and proc == 1:
             return None
-        if proc == 1:
-            previous = torch.get_num_threads()
-            processor.activate()
         local = self._templates[proc][:]
         if self._reads_inputs[proc]:
             for i, t in enumerate(tensors):
                 local[i] = _to_processor(t, processor)
         record = self.trace.append if self.trace is not None else None
-        try:
-            # callers hold torch.inference_mode()
-            # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
-            for kind, name, action, arg, outs, free in steps:
-                start = time.perf_counter() if record else 0.0
-                if kind == "run" or kind == "gather":
-                    args = [local[i] for i in arg] if kind == "run" else [_gather(f, local) for f in arg]
-                    try:
-                        result = action(*args)
-                    except Exception as e:
-                        raise ExecutionError.of_node(name, args, e, f" on processor {proc} ({processor.label})") from e
-                    if isinstance(result, torch.Tensor):
-                        local[outs[0]] = result
-                    else:
-                        for o, r in zip(outs, result):
-                            local[o] = r
-                elif kind == "send":
-                    slot, slices = arg
-                    action.send(local[slot][slices])
+        # callers hold torch.inference_mode()
+        # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
+        for kind, name, action, arg, outs, free in steps:
+            start = time.perf_counter() if record else 0.0
+            if kind == "run" or kind == "gather":
+                args = [local[i] for i in arg] if kind == "run" else [_gather(f, local) for f in arg]
+                try:
+                    result = action(*args)
+                except Exception as e:
+                    raise ExecutionError.of_node(name, args, e, f" on processor {proc} ({processor.label})") from e
+                if isinstance(result, torch.Tensor):
+                    local[outs[0]] = result
                 else:
-                    local[arg] = action.recv()
-                for i in free:
-                    local[i] = None
-                if record:
-                    run = kind == "run" or kind == "gather"
-                    record(StepRecord(proc, "run" if run else kind, name.name if run else name,
-                                      (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
-            if proc == 0:
-                return [_gather(f, local) for f in self._outputs]
-            return None
-        finally:
-            if proc == 1 and processor.kind is ProcessorKind.CPU:
-                torch.set_num_threads(previous)
+                    for o, r in zip(outs, result):
+                        local[o] = r
+            elif kind == "send":
+                slot, slices = arg
+                action.send(local[slot][slices])
+            else:
+                local[arg] = action.recv()
+            for i in free:
+                local[i] = None
+            if record:
+                run = kind == "run" or kind == "gather"
+                record(StepRecord(proc, "run" if run else kind, name.name if run else name,
+                                  (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
+        if proc == 0:
+            return [_gather(f, local) for f in self._outputs]
+        return None
 
 
 def _gather(f: tuple[Any, ...], local: list[torch.Tensor | None]) -> torch.Tensor:
