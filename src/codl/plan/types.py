@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__
 from ..errors import CodlError
 from ..ir.graph import Graph
 from ..ir.regions import Dim
@@ -60,8 +59,11 @@ class Plan:
         return Plan(graph.name, {n.name: placement for n in graph.nodes})
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema_version": PLAN_SCHEMA_VERSION, "kind": "plan", "codl_version": __version__,
-                "graph": self.graph,
+        """JSON with the artifact header (schema version, codl version, this machine's
+        fingerprint: plans are made for the machine they are saved on)."""
+        from ..fingerprint import artifact_header
+
+        return {**artifact_header("plan"), "schema_version": PLAN_SCHEMA_VERSION, "graph": self.graph,
                 "placements": {k: {"dim": p.dim.value, "rho": p.rho} for k, p in self.placements.items()},
                 "chains": [list(c) for c in self.chains]}
 
