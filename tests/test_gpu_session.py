@@ -93,3 +93,13 @@ def test_session_with_sm_limited_gpu(sync: str) -> None:
         expected = module(x)
     for _ in range(2):
         assert compare(session(x), [expected])["rel_l2_error"] < 1e-2
+
+
+def test_trace_times_gpu_steps_on_the_device_clock() -> None:
+    module, x = zoo.build("vgg16", (64, 64), width=0.25)
+    graph = from_torch(module, x, name="vgg16")
+    session = compile(graph, random_plan(graph, 4), (Processor.parse("cpu"), Processor.parse("cuda")))
+    session(x, trace=True)
+    clocks = {(r.processor, r.clock) for r in session.trace}
+    assert clocks == {(0, "host"), (1, "device")}
+    assert all(r.end_ms >= r.start_ms >= 0 for r in session.trace)

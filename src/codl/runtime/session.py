@@ -148,13 +148,17 @@ LOCAL, SLICE, COPY, ASSEMBLE = range(4)
 
 @dataclass
 class StepRecord:
-    """One step of one inference, as the trace records it (host clock, ms since start)."""
+    """One step of one inference, in ms since the call started. ``clock`` says how it was
+    timed: "host" (CPU steps: the worker's clock around the step) or "device" (GPU steps:
+    CUDA events around the enqueued work, placed on the host clock by an event recorded
+    when the GPU side started enqueueing)."""
 
     processor: int
     kind: str  # "run", "send", "recv"
     name: str
     start_ms: float
     end_ms: float
+    clock: str = "host"
 
 
 class Session:
@@ -174,6 +178,7 @@ class Session:
         self.channels = [_Channel(ch, box, processors[sender], processors[1 - sender], self.sync, self.flags)
                          for ch, (sender, _, box) in enumerate(self.schedule.channels)]
         self.trace: list[StepRecord] | None = None
+        self._device_trace: tuple | None = None
         self._slots: dict[tuple[str, str], int] = {("own", s.name): i for i, s in enumerate(graph.inputs)}
         self._consts: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] = ({}, {})
         self._compiled = [self._compile(proc) for proc in (0, 1)]
@@ -275,8 +280,15 @@ class Session:
             self.sync.generation += 1
             self.sync.error = None
         t0 = time.perf_counter()
+        self._device_trace = None
         with torch.inference_mode(), self.processors[1].work_context():
-            return self._call(tensors, t0)
+            outputs = self._call(tensors, t0)
+        if self._device_trace is not None:
+            proc, origin_ms, origin, pending = self._device_trace
+            self.processors[proc].synchronize()
+            self.trace += [StepRecord(proc, kind, name, origin_ms + origin.elapsed_time(b),  # type: ignore[operator]
+                                      origin_ms + origin.elapsed_time(e), "device") for kind, name, b, e in pending]
+        return outputs
 
     def _call(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
         if self._inline:
@@ -347,10 +359,20 @@ class Session:
             for i, t in enumerate(tensors):
                 local[i] = _to_processor(t, processor)
         record = self.trace.append if self.trace is not None else None
+        device_clock = record is not None and processor.kind is ProcessorKind.CUDA
+        if device_clock:
+            timing = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
+            origin = timing()
+            origin.record()
+            pending: list[tuple[str, str, torch.cuda.Event, torch.cuda.Event]] = []
+            self._device_trace = (proc, (time.perf_counter() - t0) * 1e3, origin, pending)
         # callers hold torch.inference_mode()
         # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
         for kind, name, action, arg, outs, free in steps:
             start = time.perf_counter() if record else 0.0
+            if device_clock:
+                begin = timing()
+                begin.record()
             if kind == "run" or kind == "gather":
                 args = [local[i] for i in arg] if kind == "run" else [_gather(f, local) for f in arg]
                 try:
@@ -371,8 +393,14 @@ class Session:
                 local[i] = None
             if record:
                 run = kind == "run" or kind == "gather"
-                record(StepRecord(proc, "run" if run else kind, name.name if run else name,
-                                  (start - t0) * 1e3, (time.perf_counter() - t0) * 1e3))
+                label = name.name if run else name
+                if device_clock:
+                    end = timing()
+                    end.record()
+                    pending.append(("run" if run else kind, label, begin, end))
+                else:
+                    record(StepRecord(proc, "run" if run else kind, label, (start - t0) * 1e3,
+                                      (time.perf_counter() - t0) * 1e3))
         if proc == 0:
             return [_gather(f, local) for f in self._outputs]
         return None
