@@ -70,6 +70,26 @@ def test_conv_split(h, w, k, s, d, pads, groups, cpg, dim, rho, bias) -> None:  
 
 
 @SETTINGS
+@given(h=st.integers(1, 9), w=st.integers(1, 7), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), opad=st.integers(0, 2), groups=st.sampled_from([1, 2]),
+       cpg=st.integers(1, 3), dim=st.sampled_from(list(Dim)), rho=rhos, bias=st.booleans())
+def test_conv_transpose_split(h, w, k, s, d, pads, opad, groups, cpg, dim, rho, bias) -> None:  # noqa: ANN001
+    if opad >= max(s, d):
+        opad = 0  # output padding must be smaller than the stride or the dilation
+    cin, cout = groups * 2, groups * cpg
+    rng = np.random.default_rng(4)
+    consts = {"w": rng.standard_normal((cin, cout // groups, k, k)).astype(np.float32)}
+    if bias:
+        consts["b"] = rng.standard_normal(cout).astype(np.float32)
+    attrs = {"kernel": [k, k], "strides": [s, s], "pads": list(pads), "dilations": [d, d], "group": groups,
+             "output_padding": [opad, opad]}
+    full = [(n - 1) * s + (k - 1) * d + 1 + opad for n in (h, w)]
+    if full[0] - pads[0] - pads[2] <= 0 or full[1] - pads[1] - pads[3] <= 0:
+        return
+    check_split(single_node_graph(OpKind.CONV_TRANSPOSE, (1, cin, h, w), attrs, consts), dim, rho)
+
+
+@SETTINGS
 @given(h=st.integers(2, 14), w=st.integers(2, 9), k=st.integers(1, 4), s=st.integers(1, 3),
        p=st.integers(0, 1), ceil=st.integers(0, 1), dim=st.sampled_from(list(Dim)), rho=rhos,
        op=st.sampled_from([OpKind.MAX_POOL, OpKind.AVG_POOL, OpKind.GLOBAL_AVG_POOL]))

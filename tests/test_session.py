@@ -164,3 +164,18 @@ def test_bad_cores_are_refused() -> None:
 
     with pytest.raises(CodlError, match="a CPU group needs a non-empty subset of the cores"):
         Processor.parse("cpu", cores=(10_000,))
+
+
+def test_decoder_with_transposed_convs() -> None:
+    from torch import nn
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 6, 4, 2, 1),
+                           nn.ReLU(), nn.ConvTranspose2d(6, 4, 3, 2, 1, output_padding=1), nn.Conv2d(4, 3, 3, 1, 1)).eval()
+    x = torch.randn(1, 3, 20, 18)
+    graph = from_torch(module, x, name="decoder")
+    with torch.no_grad():
+        expected = module(x)
+    for seed in range(6):
+        plan = random_plan(graph, seed, whole_share=0.0)
+        assert_matches(compile(graph, plan, PAIR)(x)[0], expected)

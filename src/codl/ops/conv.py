@@ -177,3 +177,61 @@ class ConvTranspose(OpFamily):
         w = ins[1].shape
         return 2 * ins[0].numel * w[1] * w[2] * w[3]
 
+    # Split on output channels (whole groups when grouped) or output rows: output row o
+    # gathers input rows i with i * s - pad + j * d == o for a kernel tap j.
+    def split_axes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec) -> dict[Dim, int]:
+        return {Dim.OC: 1, Dim.H: 2}
+
+    def alignment(self, node: Node, ins: Sequence[TensorSpec], dim: Dim) -> int:
+        return ins[1].shape[1] if dim is Dim.OC and node.attrs["group"] > 1 else 1
+
+    @staticmethod
+    def _rows(node: Node, size: int, r0: int, r1: int) -> tuple[int, int]:
+        a = node.attrs
+        k, s, p, d = a["kernel"][0], a["strides"][0], a["pads"][0], a["dilations"][0]
+        lo = min(max(-(-(r0 + p - (k - 1) * d) // s), 0), size)
+        return lo, max(min((r1 - 1 + p) // s + 1, size), lo)
+
+    def _groups(self, node: Node, ins: Sequence[TensorSpec], c0: int, c1: int) -> tuple[int, int]:
+        per_group = ins[1].shape[1]
+        if node.attrs["group"] > 1 and (c0 % per_group or c1 % per_group):
+            raise fail(node, f"output channels [{c0}, {c1}) do not cover whole groups of {per_group}")
+        return (c0 // per_group, c1 // per_group) if node.attrs["group"] > 1 else (0, 1)
+
+    def input_boxes(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> list[Box]:
+        x, w = ins[0], ins[1]
+        (c0, c1), (r0, r1) = box[1], box[2]
+        g0, g1 = self._groups(node, ins, c0, c1)
+        in_per_group = x.shape[1] // node.attrs["group"]
+        channels = (g0 * in_per_group, g1 * in_per_group)
+        # all output rows: the whole-op kernel runs, reading every input row
+        lo, hi = (0, x.shape[2]) if (r0, r1) == (0, out.shape[2]) else self._rows(node, x.shape[2], r0, r1)
+        if node.attrs["group"] > 1:
+            w_box = with_axis(full_box(w.shape), 0, *channels)
+        else:
+            w_box = with_axis(full_box(w.shape), 1, c0, c1)
+        return [(box[0], channels, (lo, hi), (0, x.shape[3])), w_box] + [((c0, c1),)] * (len(ins) - 2)
+
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+        a = node.attrs
+        (c0, c1), (r0, r1) = box[1], box[2]
+        g0, g1 = self._groups(node, ins, c0, c1)
+        if (r0, r1) == (0, out.shape[2]):
+            return self.kernel(replace(node, attrs={**a, "group": g1 - g0}))
+        lo, _ = self._rows(node, ins[0].shape[2], r0, r1)
+        stride, dil = tuple(a["strides"]), tuple(a["dilations"])
+        origin, left, width = lo * a["strides"][0] - a["pads"][0], a["pads"][1], out.shape[3]
+
+        def rows(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            # The slice's full transposed conv starts at output row `origin` and column
+            # -left; copy the part inside the wanted rows, add the bias everywhere.
+            y = torch.zeros((x.shape[0], c1 - c0, r1 - r0, width), dtype=x.dtype, device=x.device)
+            if x.shape[2]:
+                full = F.conv_transpose2d(x, w, None, stride, 0, 0, g1 - g0, dil)
+                top, bottom = max(r0, origin), min(r1, origin + full.shape[2])
+                right = min(width, full.shape[3] - left)
+                if bottom > top and right > 0:
+                    y[:, :, top - r0:bottom - r0, :right] = full[:, :, top - origin:bottom - origin, left:left + right]
+            return y if b is None else y + b.reshape(1, -1, 1, 1)
+        return rows
+
