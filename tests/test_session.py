@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from codl import zoo
-from codl.errors import ExecutionError
+from codl.errors import CodlError, ExecutionError
 from codl.frontends import from_torch
 from codl.ir import Graph, OpKind
 from codl.ir.regions import Dim
@@ -179,3 +179,21 @@ def test_decoder_with_transposed_convs() -> None:
     for seed in range(6):
         plan = random_plan(graph, seed, whole_share=0.0)
         assert_matches(compile(graph, plan, PAIR)(x)[0], expected)
+
+
+def test_closed_session_stops_its_threads(graphs: dict) -> None:
+    import threading
+
+    graph, x, expected = graphs["yolov2"]
+    before = threading.active_count()
+    with compile(graph, random_plan(graph, 1, whole_share=0.0), PAIR) as session:
+        assert threading.active_count() == before + 2  # one per CPU group
+        assert_matches(session(x)[0], expected[0])
+    for _ in range(100):
+        if threading.active_count() == before:
+            break
+        import time
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    with pytest.raises(CodlError, match="closed"):
+        session(x)

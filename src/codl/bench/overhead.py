@@ -20,8 +20,6 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-import torch
-
 from .. import zoo
 from ..frontends import from_torch
 from ..ir.regions import Dim

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import GraphError
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from ..ir.regions import Box, Dim, default_axis, full_box
+from ..ir.regions import Box, Dim, default_axis
 
 Kernel = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
 Shape = tuple[int, ...]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from ..ir.regions import Box, Dim, full_box
+from ..ir.regions import Box, Dim
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -41,100 +41,11 @@ from ..ops import family
 from ..plan.types import Plan
 from ..processors import Processor, ProcessorKind
 from .reference import _to_processor
-from .schedule import InputSource, RecvStep, RunStep, Schedule, SendStep, build_schedule
+from .channels import Aborted, Channel, Sync
+from .schedule import InputSource, RunStep, Schedule, SendStep, build_schedule
 from .sync import FlagArray
 
 SYNC_MODES = ("events", "flags")
-
-
-class _Aborted(Exception):
-    """The other processor failed; this one stops."""
-
-
-class _Sync:
-    """Per-session signalling between the two threads: channel ``ch`` is ready for the
-    current inference when ``ready[ch] == generation``."""
-
-    def __init__(self, n_channels: int) -> None:
-        self.cond = threading.Condition()
-        self.ready = [0] * n_channels
-        self.generation = 0
-        self.error: BaseException | None = None
-
-    def post(self, ch: int) -> None:
-        with self.cond:
-            self.ready[ch] = self.generation
-            self.cond.notify_all()
-
-    def wait(self, ch: int) -> None:
-        with self.cond:
-            while self.ready[ch] != self.generation:
-                if self.error is not None:
-                    raise _Aborted
-                self.cond.wait()
-
-    def abort(self, error: BaseException) -> None:
-        with self.cond:
-            if self.error is None:
-                self.error = error
-            self.cond.notify_all()
-
-
-class _Channel:
-    """One region crossing from ``src`` to ``dst`` once per inference. With a GPU on
-    either end it is staged through a pinned host buffer in the CPU side's type (the GPU
-    does the type conversion, which is cheap there)."""
-
-    def __init__(self, ch: int, box: Box, src: Processor, dst: Processor, sync: _Sync,
-                 flags: FlagArray | None) -> None:
-        self.ch, self.src, self.dst, self.sync, self.flags = ch, src, dst, sync, flags
-        self.staging: torch.Tensor | None = None
-        self.event: torch.cuda.Event | None = None
-        self.value: torch.Tensor | None = None
-        if src.kind is not ProcessorKind.CPU or dst.kind is not ProcessorKind.CPU:
-            host = dst if src.kind is not ProcessorKind.CPU else src
-            cuda = ProcessorKind.CUDA in (src.kind, dst.kind)
-            self.staging = torch.empty(box_shape(box), dtype=host.torch_dtype, pin_memory=cuda)
-            if src.kind is ProcessorKind.CUDA and flags is None:
-                self.event = torch.cuda.Event()
-
-    def send(self, piece: torch.Tensor) -> None:
-        gen = self.sync.generation
-        if self.staging is None:  # CPU to CPU: hand over, converted to the receiver's type
-            self.value = _to_processor(piece, self.dst)
-        elif self.src.kind is ProcessorKind.CPU:
-            self.staging.copy_(piece)
-            if self.flags is not None:
-                self.flags.cpu_write(self.ch, gen)
-                return
-        elif self.src.kind is ProcessorKind.CUDA:
-            self.staging.copy_(piece.to(self.staging.dtype), non_blocking=True)
-            if self.flags is not None:
-                self.flags.gpu_write(self.ch, gen)  # the stream raises it once the copy is done
-                return
-            self.event.record()  # type: ignore[union-attr]
-        else:  # other torch devices (mps, xpu): a blocking copy, then post
-            self.staging.copy_(piece.to(self.staging.dtype))
-        self.sync.post(self.ch)
-
-    def recv(self) -> torch.Tensor:
-        if self.staging is None:
-            self.sync.wait(self.ch)
-            value, self.value = self.value, None
-            return value  # type: ignore[return-value]
-        if self.dst.kind is ProcessorKind.CPU:
-            if self.flags is not None:
-                self.flags.cpu_wait(self.ch, self.sync.generation, lambda: self.sync.error is not None)
-            else:
-                self.sync.wait(self.ch)
-                if self.event is not None:
-                    self.event.synchronize()
-            return _to_processor(self.staging, self.dst)
-        if self.flags is not None:
-            self.flags.gpu_wait(self.ch, self.sync.generation)  # enqueued: the driver does not block
-        else:
-            self.sync.wait(self.ch)
-        return _to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)
 
 
 # How a step obtains one input (tuples, for a cheap hot loop). Constants sit in local
@@ -173,9 +84,9 @@ class Session:
             raise CodlError("sync='flags' needs a CUDA processor 1; the CPU pair synchronises with events")
         self.graph, self.plan, self.processors, self.sync_mode = graph, plan, processors, sync
         self.schedule: Schedule = build_schedule(graph, plan)
-        self.sync = _Sync(len(self.schedule.channels))
+        self.sync = Sync(len(self.schedule.channels))
         self.flags = FlagArray(len(self.schedule.channels), processors[1].index) if sync == "flags" else None
-        self.channels = [_Channel(ch, box, processors[sender], processors[1 - sender], self.sync, self.flags)
+        self.channels = [Channel(ch, box, processors[sender], processors[1 - sender], self.sync, self.flags)
                          for ch, (sender, _, box) in enumerate(self.schedule.channels)]
         self.trace: list[StepRecord] | None = None
         self._device_trace: tuple | None = None
@@ -291,6 +202,8 @@ class Session:
         return outputs
 
     def _call(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
+        if not self._compiled[0] and not self._compiled[1]:
+            raise CodlError("this session is closed")
         if self._inline:
             return self._run_inline(tensors, t0)
         for proc in (0, 1):
@@ -300,7 +213,7 @@ class Session:
         if not self._threaded[1]:
             try:
                 self._run(1, tensors, t0)
-            except _Aborted:
+            except Aborted:
                 pass
             except BaseException as e:  # noqa: BLE001 - re-raised below, after the worker stops
                 own_error = e
@@ -334,16 +247,33 @@ class Session:
         finally:
             torch.set_num_threads(previous)  # the caller's thread count is the caller's
 
+    def close(self) -> None:
+        """Stop the worker threads (the session cannot run afterwards)."""
+        for proc in (0, 1):
+            if self._threaded[proc]:
+                self._queues[proc][0].put(None)
+        self._threaded = (False, False)
+        self._inline, self._compiled = False, [[], []]
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _work(self, proc: int) -> None:
         self.processors[proc].activate()
         jobs, done = self._queues[proc]
         while True:
-            tensors, t0 = jobs.get()
+            job = jobs.get()
+            if job is None:
+                return
+            tensors, t0 = job
             try:
                 with torch.inference_mode():
                     result = self._run(proc, tensors, t0)
                 done.put(result)
-            except _Aborted:
+            except Aborted:
                 done.put(None)
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 self.sync.abort(e)
