@@ -197,3 +197,19 @@ def test_closed_session_stops_its_threads(graphs: dict) -> None:
     assert threading.active_count() == before
     with pytest.raises(CodlError, match="closed"):
         session(x)
+
+
+def test_top_level_compile_takes_graphs_files_and_modules(tmp_path, graphs: dict) -> None:  # noqa: ANN001
+    import codl
+    from codl.frontends import export_onnx
+
+    module, x = zoo.build("resnet50", (64, 64), width=0.25)
+    graph, _, expected = graphs["resnet50"]
+    plan = random_plan(graph, 9)
+    path = tmp_path / "r.onnx"
+    path.write_bytes(export_onnx(module, x))
+    for model, kw in ((graph, {}), (str(path), {}), (module, {"example": x})):
+        with codl.compile(model, plan, PAIR, **kw) as session:
+            assert_matches(session(x)[0], expected[0])
+    with pytest.raises(CodlError, match="needs example="):
+        codl.compile(module, plan, PAIR)
