@@ -1,0 +1,7 @@
+"""Latency predictors fitted on measurements (the profiler comes next)."""
+
+from .features import FAMILIES, HardwareParams, OpConfig, config_of, feature_names, features
+from .linear_model import AnalyticPredictor, FlopsPredictor, load_predictor, nnls_relative
+
+__all__ = ["FAMILIES", "HardwareParams", "OpConfig", "config_of", "feature_names", "features",
+           "AnalyticPredictor", "FlopsPredictor", "load_predictor", "nnls_relative"]
