@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -96,7 +97,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    proc = Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit)
+    proc = _processor(args)
     graph, module, inputs, label = load_model(args)
     _log(f"preparing {len(graph.nodes)} ops on {proc.label}")
     runner = ReferenceRunner(graph, proc)
@@ -169,6 +170,65 @@ def cmd_bench_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+def _processor(args: argparse.Namespace) -> Processor:
+    return Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit)
+
+
+def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
+    from .profile import profile_path
+
+    if getattr(args, "profile", None):
+        return Path(args.profile)
+    return profile_path(proc, Path(args.out) if getattr(args, "out", None) else None)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import random as _random
+
+    from .profile import conv_parts, linear_parts, model_samples, random_samples, run_profile
+
+    proc = _processor(args)
+    families = args.ops.split(",")
+    unknown = set(families) - {"conv", "linear"}
+    if unknown:
+        raise CodlError(f"--ops {sorted(unknown)}: profiled op families are conv, linear")
+    bases = []
+    if args.models:
+        for name in zoo.MODELS:
+            _log(f"collecting the ops of {name}")
+            bases += [b for b in model_samples(zoo.graph(name)) if b.family in families]
+    for family in families:
+        bases += random_samples(family, args.random, args.seed)
+    bases = list({b.key: b for b in bases}.values())
+    pairs = [(b, part) for b in bases for part in (conv_parts(b) if b.family == "conv" else linear_parts(b))]
+    _random.Random(args.seed).shuffle(pairs)  # a budget-limited run covers the space evenly
+    path = _profile_file(args, proc)
+    _log(f"profiling {len(pairs)} samples ({len(bases)} ops, whole and partial) on {proc.label} into {path}")
+    added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup)
+    print(f"profile    {path}: {added} new samples this run")
+    return 0
+
+
+def cmd_predictor_eval(args: argparse.Namespace) -> int:
+    from .predict.evaluate import evaluate
+    from .profile import load_profile
+
+    proc = _processor(args)
+    path = _profile_file(args, proc)
+    rows = [(base, sample.config(), ms) for base, sample, ms in load_profile(path)]
+    results = evaluate(rows, proc, args.seed)
+    print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op)")
+    print(f"{'family':<8} {'predictor':<9} {'+-5%':>6} {'+-10%':>6} {'+-15%':>6} {'RMSPE':>7} {'bytes':>6} {'us/pred':>8} {'train/test':>11}")
+    for family, models in results.items():
+        for name, m in models.items():
+            print(f"{family:<8} {name:<9} {m['within_5']:>6.1%} {m['within_10']:>6.1%} {m['within_15']:>6.1%} "
+                  f"{m['rmspe']:>7.3f} {m['size_bytes']:>6} {m['us_per_prediction']:>8.1f} "
+                  f"{m['n_train']:>5}/{m['n_test']:<5}")
+    _write_json(args.json, {**artifact_header("predictor-eval"), "profile": str(path),
+                            "processor": proc.describe(), "results": results})
+    return 0
+
+
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
     if path:
         with open(path, "w", encoding="utf-8") as f:
@@ -202,6 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",
                            help="skip comparing outputs with the reference")
+    def processor_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps or xpu")
+        q.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+        q.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
+        q.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
+        q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
+        q.add_argument("--seed", type=int, default=0)
+
+    pr = sub.add_parser("profile", help="measure op samples on a processor (resumable)")
+    processor_args(pr)
+    pr.add_argument("--budget", type=float, default=20.0, help="minutes to spend at most")
+    pr.add_argument("--ops", default="conv,linear", help="op families to profile: conv, linear")
+    pr.add_argument("--random", type=int, default=150, help="random ops per family (CoDL's ranges)")
+    pr.add_argument("--no-models", dest="models", action="store_false", help="skip the built-in models' ops")
+    pr.add_argument("--repeats", type=int, default=10)
+    pr.add_argument("--warmup", type=int, default=3)
+    pr.add_argument("--out", help="directory for the profile (default: the codl cache)")
+    pr.set_defaults(fn=cmd_profile)
+    pe = sub.add_parser("predictor", help="latency predictors").add_subparsers(dest="predictor", required=True)
+    ev = pe.add_parser("eval", help="fit the predictors on a profile and score them on held-out ops")
+    processor_args(ev)
+    ev.add_argument("--profile", help="profile CSV (default: this processor's in the cache)")
+    ev.add_argument("--out", help="directory the profile was written to")
+    ev.add_argument("--json")
+    ev.set_defaults(fn=cmd_predictor_eval)
+
     b = sub.add_parser("bench", help="benchmarks of the executor").add_subparsers(dest="bench", required=True)
     o = b.add_parser("overhead", help="session vs reference with every node on one processor")
     o.add_argument("--models", default=",".join(zoo.MODELS))

@@ -1,0 +1,92 @@
+"""Held-out evaluation of the predictors on a profile, the same way for every model:
+share of predictions within +-5/10/15% of the measured median, RMSPE, model size, and
+time per prediction.
+
+Samples are split by their base op (an op and all its partial shares fall on the same
+side), so a predictor is judged on ops it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Sequence
+
+import numpy as np
+
+from ..processors import Processor, ProcessorKind
+from .features import HardwareParams, OpConfig
+from .linear_model import AnalyticPredictor, FlopsPredictor, _LinearLatencyModel
+
+CPU_BLOCKS = (16, 32, 64, 128, 256)
+GPU_TILES = ((64, 64), (128, 64), (128, 128), (256, 128))
+
+
+def hardware_candidates(processor: Processor) -> list[HardwareParams]:
+    """Block or tile sizes the analytic model may assume for ``processor``; fitting keeps
+    the one that explains the training data best."""
+    if processor.kind is ProcessorKind.CPU:
+        import torch
+
+        units = processor.threads or torch.get_num_threads()
+        return [HardwareParams("cpu", units, block=b) for b in CPU_BLOCKS]
+    d = processor.describe()
+    units = processor.sm_limit or int(d.get("sms", 1))
+    return [HardwareParams("gpu", units, tile_m=m, tile_n=n) for m, n in GPU_TILES]
+
+
+def score(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    rel = np.abs(pred - true) / true
+    return {"within_5": float(np.mean(rel <= 0.05)), "within_10": float(np.mean(rel <= 0.10)),
+            "within_15": float(np.mean(rel <= 0.15)), "rmspe": float(np.sqrt(np.mean(rel ** 2)))}
+
+
+def fit_analytic(family: str, configs: Sequence[OpConfig], times: Sequence[float],
+                 candidates: Sequence[HardwareParams]) -> AnalyticPredictor:
+    best, best_score = None, -1.0
+    for hw in candidates:
+        model = AnalyticPredictor(family, hw).fit(configs, times)
+        s = score(model.predict(configs), np.asarray(times))["within_10"]
+        if s > best_score:
+            best, best_score = model, s
+    assert best is not None
+    return best
+
+
+def model_size_bytes(model: _LinearLatencyModel) -> int:
+    """Bytes of what the model needs to predict (features, coefficients, hardware)."""
+    data = model.to_json()
+    return len(json.dumps({k: data[k] for k in ("predictor", "family", "hardware", "features", "coef_ms")}))
+
+
+def us_per_prediction(model: _LinearLatencyModel, config: OpConfig, n: int = 2000) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        model.predict([config])
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: Processor, seed: int = 0,
+             test_share: float = 0.3) -> dict[str, dict[str, dict[str, float]]]:
+    """rows: (base key, config, measured ms). Returns {family: {predictor: metrics}}."""
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for family in sorted({c.family for _, c, _ in rows}):
+        fam = [(b, c, t) for b, c, t in rows if c.family == family]
+        bases = sorted({b for b, _, _ in fam})
+        random.Random(seed).shuffle(bases)
+        test_bases = set(bases[:max(1, int(len(bases) * test_share))])
+        train = [(c, t) for b, c, t in fam if b not in test_bases]
+        test = [(c, t) for b, c, t in fam if b in test_bases]
+        if len(train) < 5 or not test:
+            continue
+        tc, tt = [c for c, _ in train], [t for _, t in train]
+        ec, et = [c for c, _ in test], np.array([t for _, t in test])
+        models = {"analytic": fit_analytic(family, tc, tt, hardware_candidates(processor)),
+                  "flops": FlopsPredictor(family, hardware_candidates(processor)[0]).fit(tc, tt)}
+        results[family] = {}
+        for name, model in models.items():
+            results[family][name] = {**score(model.predict(ec), et), "size_bytes": model_size_bytes(model),
+                                     "us_per_prediction": us_per_prediction(model, ec[0]),
+                                     "n_train": len(train), "n_test": len(test)}
+    return results

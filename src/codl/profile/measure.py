@@ -1,0 +1,126 @@
+"""Measuring op samples on one processor into a resumable CSV dataset.
+
+The dataset lives under the cache directory (:func:`codl.settings.cache_dir`), one CSV per
+machine fingerprint and processor setting, with a JSON sidecar recording the settings and
+the fingerprint. A later run with the same settings resumes where the last one stopped;
+a run on another machine or with other settings refuses to mix into it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..errors import CodlError
+from ..fingerprint import artifact_header, fingerprint
+from ..processors import Processor
+from ..runtime import ReferenceRunner
+from ..settings import cache_dir
+from ..bench.run import time_calls
+from .sampling import Sample
+
+COLUMNS = ["key", "base"] + [f.name for f in fields(Sample)] + ["median_ms", "min_ms", "p90_ms", "repeats"]
+
+
+def profile_path(processor: Processor, root: Path | None = None) -> Path:
+    """Where this machine's profile of ``processor`` (with its settings) is kept."""
+    fp = fingerprint()
+    machine = hashlib.sha1(json.dumps({k: fp.get(k) for k in ("cpu", "cpu_cores", "gpu", "torch")},
+                                      sort_keys=True).encode()).hexdigest()[:10]
+    d = processor.describe()
+    label = "-".join(str(d[k]) for k in ("device", "dtype") if k in d)
+    label += "-nhwc" if processor.channels_last else ""
+    label += f"-t{d['threads']}" if "threads" in d else ""
+    label += f"-sm{processor.sm_limit}" if processor.sm_limit else ""
+    return (root or cache_dir() / "profiles") / f"{machine}-{label.replace(':', '')}.csv"
+
+
+def _settings(processor: Processor) -> dict:
+    return {**artifact_header("profile"), "processor": processor.describe()}
+
+
+def check_sidecar(path: Path, processor: Processor) -> None:
+    side = path.with_suffix(".json")
+    mine = _settings(processor)
+    if not side.exists():
+        side.parent.mkdir(parents=True, exist_ok=True)
+        side.write_text(json.dumps(mine, indent=1))
+        return
+    try:
+        theirs = json.loads(side.read_text())
+    except json.JSONDecodeError as e:
+        raise CodlError(f"{side}: corrupted profile settings ({e})") from None
+    for key in ("schema_version", "processor"):
+        if theirs.get(key) != mine.get(key):
+            raise CodlError(f"{path}: made with other settings ({key}: {theirs.get(key)!r}, now {mine.get(key)!r}); "
+                            "use another --out or delete it")
+    diff = [k for k in ("cpu", "gpu", "torch") if theirs.get("fingerprint", {}).get(k) != mine["fingerprint"].get(k)]
+    if diff:
+        raise CodlError(f"{path}: measured on another machine or software ({', '.join(diff)} differ)")
+
+
+def measured_keys(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with path.open(newline="") as f:
+        return {row["key"] for row in csv.DictReader(f)}
+
+
+def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], path: Path, budget_s: float,
+                repeats: int = 10, warmup: int = 3, progress: bool = True) -> int:
+    """Measure (base, sample) pairs not yet in ``path`` until the budget is spent; returns
+    how many rows were added. Each row is flushed as soon as it is measured."""
+    check_sidecar(path, processor)
+    done = measured_keys(path)
+    todo = [(b, s) for b, s in samples if s.key not in done]
+    new_file = not path.exists()
+    start, added = time.perf_counter(), 0
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new_file:
+            writer.writeheader()
+        for i, (base, sample) in enumerate(todo):
+            elapsed = time.perf_counter() - start
+            if elapsed > budget_s:
+                break
+            graph = sample.graph()
+            runner = ReferenceRunner(graph, processor)
+            x = torch.randn(graph.inputs[0].shape).to(processor.device)
+            times = time_calls(lambda: runner(x), processor, repeats, warmup, progress=False)
+            writer.writerow({"key": sample.key, "base": base.key, **asdict(sample),
+                             "median_ms": float(np.median(times)), "min_ms": min(times),
+                             "p90_ms": float(np.percentile(times, 90)), "repeats": repeats})
+            f.flush()
+            added += 1
+            if progress and (added % 20 == 0 or i == len(todo) - 1):
+                print(f"codl: profiled {len(done) + added}/{len(done) + len(todo)} samples "
+                      f"({elapsed / 60:.1f} of {budget_s / 60:.1f} min)", file=sys.stderr, flush=True)
+    return added
+
+
+def load_profile(path: Path) -> list[tuple[str, Sample, float]]:
+    """(base key, sample, median ms) rows of a profile; clear errors for bad files."""
+    if not path.exists():
+        raise CodlError(f"{path}: no such profile; run `codl profile` first")
+    names = {f.name: f.type for f in fields(Sample)}
+    rows = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != COLUMNS:
+            raise CodlError(f"{path}: not a codl profile of this version (columns {reader.fieldnames})")
+        for n, row in enumerate(reader, start=2):
+            try:
+                sample = Sample(**{k: (row[k] if k == "family" else int(row[k])) for k in names})
+                rows.append((row["base"], sample, float(row["median_ms"])))
+            except (ValueError, TypeError) as e:
+                raise CodlError(f"{path}:{n}: corrupted row ({e})") from None
+    return rows

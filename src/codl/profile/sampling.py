@@ -1,0 +1,150 @@
+"""Op configurations to measure: the convs and linears of the evaluation models,
+perturbed, and random draws over CoDL's ranges; each whole and as partial ops over a
+grid of ratios along each partition dimension.
+
+A :class:`Sample` is a concrete single op (a conv or a linear) that can be built and
+run; partial ops are samples too (the share a processor computes, with its halo rows),
+so the profile covers exactly what co-execution runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from ..ir.graph import DType, Graph, Node, OpKind, TensorSpec
+from ..ir.regions import conv_rows
+from ..ir.verify import infer_node
+from ..predict.features import OpConfig, config_of
+
+import numpy as np
+
+RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One op to time. conv: input (1, ic, h, w), oc filters of k x k, stride s, padding
+    (top, bottom) rows and p columns, groups g. linear: (rows, fin) -> (rows, fout)."""
+
+    family: str
+    ic: int = 0
+    oc: int = 0
+    h: int = 0
+    w: int = 0
+    k: int = 1
+    s: int = 1
+    pad_top: int = 0
+    pad_bottom: int = 0
+    pad: int = 0
+    g: int = 1
+    rows: int = 0
+    fin: int = 0
+    fout: int = 0
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def graph(self, seed: int | None = 0) -> Graph:
+        """A one-node graph running this op, with seeded random weights; with
+        ``seed=None`` the weights are zero-stride placeholders (shapes only, no memory),
+        enough for shape inference and features."""
+        rng = np.random.default_rng(seed)
+
+        def weight(*shape: int) -> np.ndarray:
+            if seed is None:
+                return np.broadcast_to(np.float32(0), shape)
+            return rng.standard_normal(shape).astype(np.float32)
+
+        if self.family == "conv":
+            g = Graph("sample", [TensorSpec("x", (1, self.ic, self.h, self.w), DType.FLOAT32)])
+            g.constants["w"] = weight(self.oc, self.ic // self.g, self.k, self.k)
+            g.constants["b"] = weight(self.oc)
+            attrs = {"kernel": [self.k, self.k], "strides": [self.s, self.s], "dilations": [1, 1], "group": self.g,
+                     "pads": [self.pad_top, self.pad, self.pad_bottom, self.pad]}
+            node = Node("op", OpKind.CONV, ["x", "w", "b"], ["y"], attrs)
+        else:
+            g = Graph("sample", [TensorSpec("x", (self.rows, self.fin), DType.FLOAT32)])
+            g.constants["w"] = weight(self.fout, self.fin)
+            g.constants["b"] = weight(self.fout)
+            node = Node("op", OpKind.LINEAR, ["x", "w", "b"], ["y"], {})
+        g.add_node(node, infer_node(g, node))
+        g.outputs = ["y"]
+        return g
+
+    def config(self) -> "OpConfig":
+        """The predictor's view of this op (through the one feature path)."""
+        g = self.graph(seed=None)
+        return config_of(g, g.nodes[0])
+
+
+def conv_parts(base: Sample) -> list[Sample]:
+    """The sample whole, and each processor's share of it for every ratio along output
+    channels and output rows (rows with their halo and the padding of their slice)."""
+    out = [base]
+    oh = (base.h + base.pad_top + base.pad_bottom - base.k) // base.s + 1
+    for r in RATIOS:
+        oc = max(base.g, int(round(base.oc * r / base.g)) * base.g)
+        if oc < base.oc:
+            out.append(Sample(**{**asdict(base), "oc": oc}))
+        rows = max(1, int(round(oh * r)))
+        if rows < oh:  # the first `rows` output rows (the second processor's part is like it)
+            lo, hi, top, bottom = conv_rows(0, rows, base.k, base.s, base.pad_top, 1, base.h)
+            out.append(Sample(**{**asdict(base), "h": hi - lo, "pad_top": top, "pad_bottom": bottom}))
+    return out
+
+
+def linear_parts(base: Sample) -> list[Sample]:
+    out = [base]
+    for r in RATIOS:
+        fout, rows = max(1, int(round(base.fout * r))), max(1, int(round(base.rows * r)))
+        if fout < base.fout:
+            out.append(Sample(**{**asdict(base), "fout": fout}))
+        if rows < base.rows:
+            out.append(Sample(**{**asdict(base), "rows": rows}))
+    return out
+
+
+def model_samples(graph: Graph) -> list[Sample]:
+    """The convs (groups 1, square kernels) and linears of a graph, as samples."""
+    samples = []
+    for node in graph.nodes:
+        if node.op is OpKind.CONV and node.attrs["kernel"][0] == node.attrs["kernel"][1] and node.attrs["dilations"] == [1, 1]:
+            x = graph.spec(node.inputs[0]).shape
+            w = graph.spec(node.inputs[1]).shape
+            pt, pl, pb, _ = node.attrs["pads"]
+            samples.append(Sample("conv", x[1], w[0], x[2], x[3], w[2], node.attrs["strides"][0], pt, pb, pl, node.attrs["group"]))
+        elif node.op is OpKind.LINEAR:
+            x = graph.spec(node.inputs[0]).shape
+            w = graph.spec(node.inputs[1]).shape
+            rows = int(np.prod(x[:-1]))
+            samples.append(Sample("linear", rows=rows, fin=w[1], fout=w[0]))
+    return samples
+
+
+def random_samples(family: str, n: int, seed: int) -> list[Sample]:
+    """Draws over CoDL's ranges (H/W up to 640, IC 3-4096, OC 32-4096, kernel 1-9,
+    stride 1-2), kept to at most ~2 GMACs so a profile stays affordable; transformer-like
+    linear shapes."""
+    rng = random.Random(seed)
+    out: list[Sample] = []
+    while len(out) < n:
+        if family == "conv":
+            k = rng.choice([1, 1, 3, 3, 3, 5, 7, 9])
+            s = rng.choice([1, 1, 2])
+            h = int(2 ** rng.uniform(2, np.log2(640)))
+            ic = int(2 ** rng.uniform(np.log2(3), 12))
+            oc = int(2 ** rng.uniform(5, 12))
+            sample = Sample("conv", ic, oc, h, h, k, s, k // 2, k // 2, k // 2)
+            macs, weights = ic * oc * k * k * (h // s) ** 2, ic * oc * k * k
+        else:
+            rows = int(2 ** rng.uniform(0, 12))
+            fin, fout = (int(2 ** rng.uniform(6, 13)) for _ in range(2))
+            sample = Sample("linear", rows=rows, fin=fin, fout=fout)
+            macs, weights = rows * fin * fout, fin * fout
+        if macs <= 2e9 and weights <= 2 ** 25:
+            out.append(sample)
+    return out

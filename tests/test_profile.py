@@ -1,0 +1,109 @@
+"""The profiler: samples cover whole and partial ops, measurement is resumable and stops
+at its budget, profiles refuse to mix machines or settings, and the evaluation command
+reports every predictor the same way."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from codl import zoo
+from codl.cli import main
+from codl.errors import CodlError
+from codl.ir.verify import verify_graph
+from codl.processors import Processor
+from codl.profile import (Sample, conv_parts, linear_parts, load_profile, model_samples, profile_path, random_samples,
+                          run_profile)
+
+CPU = Processor.parse("cpu", threads=1)
+
+
+def test_samples_are_valid_ops_whole_and_partial() -> None:
+    base = Sample("conv", 16, 32, 20, 20, 3, 2, 1, 1, 1)
+    parts = conv_parts(base)
+    assert parts[0] == base and len(parts) > 5
+    assert any(p.oc < base.oc for p in parts) and any(p.h < base.h for p in parts)
+    for p in parts + linear_parts(Sample("linear", rows=10, fin=8, fout=12)):
+        verify_graph(p.graph())
+        structure = p.graph(seed=None)  # shapes only
+        assert structure.constants["w"].strides == (0,) * structure.constants["w"].ndim
+        assert p.config().macs > 0
+    first_rows = [p for p in parts if p.h < base.h]
+    assert all(p.pad_top == 1 and p.pad_bottom == 0 for p in first_rows)  # the top share keeps the top padding
+
+
+def test_model_and_random_samples() -> None:
+    samples = model_samples(zoo.graph("vgg16", (32, 32), width=0.25))
+    assert sum(s.family == "conv" for s in samples) == 13 and sum(s.family == "linear" for s in samples) == 3
+    for family in ("conv", "linear"):
+        drawn = random_samples(family, 30, seed=1)
+        assert len(drawn) == 30 and all(s.family == family for s in drawn)
+        assert drawn == random_samples(family, 30, seed=1)  # seeded
+
+
+def small_pairs() -> list[tuple[Sample, Sample]]:
+    bases = [Sample("conv", 4, 8, 12, 12, 3, 1, 1, 1, 1), Sample("linear", rows=6, fin=16, fout=8)]
+    return [(b, p) for b in bases for p in (conv_parts(b) if b.family == "conv" else linear_parts(b))]
+
+
+def test_profile_resumes_and_respects_the_budget(tmp_path: Path) -> None:
+    path = profile_path(CPU, tmp_path)
+    pairs = small_pairs()
+    assert run_profile(CPU, pairs, path, budget_s=0.0, repeats=2, warmup=0, progress=False) == 0
+    first = run_profile(CPU, pairs[:5], path, budget_s=60, repeats=2, warmup=0, progress=False)
+    rest = run_profile(CPU, pairs, path, budget_s=60, repeats=2, warmup=0, progress=False)
+    assert first == 5 and rest == len(pairs) - 5
+    rows = load_profile(path)
+    assert len(rows) == len(pairs) and all(ms > 0 for _, _, ms in rows)
+    assert {s.key for _, s, _ in rows} == {p.key for _, p in pairs}
+
+
+def test_profiles_refuse_other_settings_and_bad_files(tmp_path: Path) -> None:
+    path = profile_path(CPU, tmp_path)
+    run_profile(CPU, small_pairs()[:1], path, budget_s=60, repeats=1, warmup=0, progress=False)
+    side = path.with_suffix(".json")
+    data = json.loads(side.read_text())
+    data["fingerprint"]["cpu"] = "Another CPU"
+    side.write_text(json.dumps(data))
+    with pytest.raises(CodlError, match="measured on another machine or software \\(cpu differ"):
+        run_profile(CPU, small_pairs(), path, budget_s=60, repeats=1, warmup=0, progress=False)
+    data["processor"]["threads"] = 99
+    side.write_text(json.dumps(data))
+    with pytest.raises(CodlError, match="made with other settings"):
+        run_profile(CPU, small_pairs(), path, budget_s=60, repeats=1, warmup=0, progress=False)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(CodlError, match="not a codl profile of this version"):
+        load_profile(bad)
+    lines = path.read_text().splitlines()
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join(lines[:1] + [lines[1].replace(",conv,", ",conv,x", 1)]) + "\n")
+    with pytest.raises(CodlError, match="broken.csv:2: corrupted row"):
+        load_profile(broken)
+    with pytest.raises(CodlError, match="no such profile"):
+        load_profile(tmp_path / "absent.csv")
+
+
+def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "prof"
+    assert main(["profile", "--no-models", "--random", "4", "--budget", "2", "--repeats", "2", "--warmup", "0",
+                 "--threads", "1", "--out", str(out)]) == 0
+    assert "new samples this run" in capsys.readouterr().out
+    report = tmp_path / "eval.json"
+    assert main(["predictor", "eval", "--threads", "1", "--out", str(out), "--json", str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "analytic" in text and "flops" in text
+    results = json.loads(report.read_text())["results"]
+    for family in results.values():
+        for metrics in family.values():
+            assert 0 <= metrics["within_10"] <= 1 and metrics["size_bytes"] < 2048 and metrics["n_test"] > 0
+    assert main(["profile", "--ops", "pool", "--out", str(out)]) == 2
+    assert "profiled op families are conv, linear" in capsys.readouterr().err
+
+
+def test_sample_round_trip_through_the_csv_types() -> None:
+    s = Sample("conv", 3, 8, 5, 7, 3, 1, 1, 0, 1)
+    assert Sample(**asdict(s)).key == s.key
