@@ -113,3 +113,25 @@ def test_config_of_a_partial_conv() -> None:
     assert (half.m, half.n, half.group) == (100, 8, 1) and half.macs * 2 == whole.macs
     rows = config_of(graph, node, with_axis(full_box((1, 16, 10, 10)), 2, 0, 5))
     assert rows.m == 50 and rows.in_elems < whole.in_elems
+
+
+def test_forest_exports_its_trees_exactly(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.ensemble import RandomForestRegressor
+
+    from codl.predict import ForestPredictor
+    from codl.predict.features import raw_features
+
+    train, test = random_convs(200, 7), random_convs(50, 8)
+    times = [0.02 + c.macs * 2e-9 for c in train]
+    model = ForestPredictor("conv", n_trees=10, seed=3).fit(train, times)
+    reference = RandomForestRegressor(n_estimators=10, random_state=3, min_samples_leaf=2)
+    reference.fit(np.array([raw_features(c) for c in train]), np.log(times))
+    expected = np.exp(reference.predict(np.array([raw_features(c) for c in test])))
+    np.testing.assert_allclose(model.predict(test), expected, rtol=1e-9)
+    path = tmp_path / "forest.json"
+    model.save(str(path))
+    back = load_predictor(str(path))
+    np.testing.assert_array_equal(back.predict(test), model.predict(test))
+    with pytest.raises(CodlError, match="not fitted"):
+        ForestPredictor("conv").predict(test)

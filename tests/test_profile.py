@@ -98,8 +98,10 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "analytic" in text and "flops" in text
     results = json.loads(report.read_text())["results"]
     for family in results.values():
-        for metrics in family.values():
-            assert 0 <= metrics["within_10"] <= 1 and metrics["size_bytes"] < 2048 and metrics["n_test"] > 0
+        assert {"analytic", "flops", "forest"} <= set(family)
+        for name, metrics in family.items():
+            assert 0 <= metrics["within_10"] <= 1 and metrics["n_test"] > 0
+            assert name == "forest" or metrics["size_bytes"] < 2048  # the light-weight models stay tiny
     assert main(["profile", "--ops", "pool", "--out", str(out)]) == 2
     assert "profiled op families are conv, linear" in capsys.readouterr().err
 

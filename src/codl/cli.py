@@ -177,8 +177,6 @@ def _processor(args: argparse.Namespace) -> Processor:
 def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
     from .profile import profile_path
 
-    if getattr(args, "profile", None):
-        return Path(args.profile)
     return profile_path(proc, Path(args.out) if getattr(args, "out", None) else None)
 
 
@@ -209,14 +207,26 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_settings(path: Path) -> dict[str, Any]:
+    side = path.with_suffix(".json")
+    try:
+        return json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CodlError(f"{side}: the profile's settings file is missing or corrupted ({e})") from None
+
+
 def cmd_predictor_eval(args: argparse.Namespace) -> int:
     from .predict.evaluate import evaluate
     from .profile import load_profile
 
-    proc = _processor(args)
-    path = _profile_file(args, proc)
+    if args.profile:  # any profile, possibly from another machine: its own settings say what it measured
+        path = Path(args.profile)
+        described = _profile_settings(path)["processor"]
+    else:
+        proc = _processor(args)
+        path, described = _profile_file(args, proc), proc.describe()
     rows = [(base, sample.config(), ms) for base, sample, ms in load_profile(path)]
-    results = evaluate(rows, proc, args.seed)
+    results = evaluate(rows, described, args.seed)
     print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op)")
     print(f"{'family':<8} {'predictor':<9} {'+-5%':>6} {'+-10%':>6} {'+-15%':>6} {'RMSPE':>7} {'bytes':>6} {'us/pred':>8} {'train/test':>11}")
     for family, models in results.items():
@@ -225,7 +235,7 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
                   f"{m['rmspe']:>7.3f} {m['size_bytes']:>6} {m['us_per_prediction']:>8.1f} "
                   f"{m['n_train']:>5}/{m['n_test']:<5}")
     _write_json(args.json, {**artifact_header("predictor-eval"), "profile": str(path),
-                            "processor": proc.describe(), "results": results})
+                            "processor": described, "results": results})
     return 0
 
 

@@ -11,28 +11,25 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..processors import Processor, ProcessorKind
 from .features import HardwareParams, OpConfig
-from .linear_model import AnalyticPredictor, FlopsPredictor, _LinearLatencyModel
+from .forest import ForestPredictor
+from .linear_model import AnalyticPredictor, FlopsPredictor
 
 CPU_BLOCKS = (16, 32, 64, 128, 256)
 GPU_TILES = ((64, 64), (128, 64), (128, 128), (256, 128))
 
 
-def hardware_candidates(processor: Processor) -> list[HardwareParams]:
-    """Block or tile sizes the analytic model may assume for ``processor``; fitting keeps
-    the one that explains the training data best."""
-    if processor.kind is ProcessorKind.CPU:
-        import torch
-
-        units = processor.threads or torch.get_num_threads()
-        return [HardwareParams("cpu", units, block=b) for b in CPU_BLOCKS]
-    d = processor.describe()
-    units = processor.sm_limit or int(d.get("sms", 1))
+def hardware_candidates(processor: dict) -> list[HardwareParams]:
+    """Block or tile sizes the analytic model may assume for a processor (as
+    ``Processor.describe()`` or a profile's settings record it); fitting keeps the one
+    that explains the training data best."""
+    if processor["device"] == "cpu":
+        return [HardwareParams("cpu", int(processor["threads"]), block=b) for b in CPU_BLOCKS]
+    units = int(processor.get("sm_limit") or processor.get("sms") or 1)
     return [HardwareParams("gpu", units, tile_m=m, tile_n=n) for m, n in GPU_TILES]
 
 
@@ -54,22 +51,30 @@ def fit_analytic(family: str, configs: Sequence[OpConfig], times: Sequence[float
     return best
 
 
-def model_size_bytes(model: _LinearLatencyModel) -> int:
-    """Bytes of what the model needs to predict (features, coefficients, hardware)."""
+def model_size_bytes(model: Any) -> int:
+    """Bytes of the JSON a model needs to predict (without the artifact header)."""
     data = model.to_json()
-    return len(json.dumps({k: data[k] for k in ("predictor", "family", "hardware", "features", "coef_ms")}))
+    keep = ("predictor", "family", "hardware", "features", "coef_ms", "trees")
+    return len(json.dumps({k: data[k] for k in keep if k in data}))
 
 
-def us_per_prediction(model: _LinearLatencyModel, config: OpConfig, n: int = 2000) -> float:
+def forest_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def us_per_prediction(model: Any, config: OpConfig, n: int = 500) -> float:
     start = time.perf_counter()
     for _ in range(n):
         model.predict([config])
     return (time.perf_counter() - start) / n * 1e6
 
 
-def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: Processor, seed: int = 0,
+def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed: int = 0,
              test_share: float = 0.3) -> dict[str, dict[str, dict[str, float]]]:
-    """rows: (base key, config, measured ms). Returns {family: {predictor: metrics}}."""
+    """rows: (base key, config, measured ms); processor: its description (see
+    ``hardware_candidates``). Returns {family: {predictor: metrics}}."""
     results: dict[str, dict[str, dict[str, float]]] = {}
     for family in sorted({c.family for _, c, _ in rows}):
         fam = [(b, c, t) for b, c, t in rows if c.family == family]
@@ -82,8 +87,10 @@ def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: Processor, 
             continue
         tc, tt = [c for c, _ in train], [t for _, t in train]
         ec, et = [c for c, _ in test], np.array([t for _, t in test])
-        models = {"analytic": fit_analytic(family, tc, tt, hardware_candidates(processor)),
-                  "flops": FlopsPredictor(family, hardware_candidates(processor)[0]).fit(tc, tt)}
+        models: dict[str, Any] = {"analytic": fit_analytic(family, tc, tt, hardware_candidates(processor)),
+                                  "flops": FlopsPredictor(family, hardware_candidates(processor)[0]).fit(tc, tt)}
+        if forest_available():
+            models["forest"] = ForestPredictor(family, seed=seed).fit(tc, tt)
         results[family] = {}
         for name, model in models.items():
             results[family][name] = {**score(model.predict(ec), et), "size_bytes": model_size_bytes(model),

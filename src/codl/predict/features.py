@@ -106,3 +106,14 @@ def features(config: OpConfig, hw: HardwareParams) -> list[float]:
             float(waves * hw.tile_m * hw.tile_n),
             float(config.in_elems),  # bytes moved, in elements
             1.0]
+
+
+RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs")
+
+
+def raw_features(config: OpConfig) -> list[float]:
+    """The op's own parameters, log-scaled where they span orders of magnitude: the
+    inputs of the random-forest baseline (nn-Meter's approach), named in RAW_FEATURES."""
+    return [math.log(max(config.m, 1)), math.log(max(config.n, 1)), math.log(max(config.k, 1)),
+            math.log(max(config.in_elems, 1)), math.log(max(config.out_elems, 1)), float(config.group),
+            float(config.kernel), float(config.stride), math.log(max(config.macs, 1))]

@@ -128,6 +128,10 @@ def load_predictor(data: dict[str, Any] | str, expect_fingerprint: dict[str, Any
         if diff:
             raise CodlError("predictor was fitted on another machine or software: "
                             + ", ".join(f"{k} {theirs.get(k)!r} here {expect_fingerprint.get(k)!r}" for k in diff))
+    if data.get("predictor") == "forest":
+        from .forest import ForestPredictor
+
+        return ForestPredictor.from_json(data)  # type: ignore[return-value]
     try:
         cls = PREDICTORS[data["predictor"]]
         model = cls(data["family"], HardwareParams(**data["hardware"]))
