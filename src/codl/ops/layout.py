@@ -8,6 +8,7 @@ import from 0 and -1 entries); Transpose ``perm``; Squeeze/Unsqueeze ``axes``
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -95,7 +96,7 @@ class Layout(OpFamily):
             return lambda x: x.permute(perm)
         if node.op is OpKind.FLATTEN:
             ax = a["axis"]
-            return lambda x: x.reshape(int(np.prod(x.shape[:ax])), -1)
+            return lambda x: x.reshape(math.prod(x.shape[:ax]), -1)
         if node.op is OpKind.RESHAPE:
             shape = tuple(a["shape"])
             return lambda x: x.reshape(shape)

@@ -11,7 +11,7 @@ import torch
 
 from ..ir.regions import Box, box_shape
 from ..processors import Processor, ProcessorKind
-from .reference import _to_processor
+from .reference import to_processor
 from .sync import FlagArray
 
 
@@ -69,7 +69,7 @@ class Channel:
     def send(self, piece: torch.Tensor) -> None:
         gen = self.sync.generation
         if self.staging is None:  # CPU to CPU: hand over, converted to the receiver's type
-            self.value = _to_processor(piece, self.dst)
+            self.value = to_processor(piece, self.dst)
         elif self.src.kind is ProcessorKind.CPU:
             self.staging.copy_(piece)
             if self.flags is not None:
@@ -97,9 +97,9 @@ class Channel:
                 self.sync.wait(self.ch)
                 if self.event is not None:
                     self.event.synchronize()
-            return _to_processor(self.staging, self.dst)
+            return to_processor(self.staging, self.dst)
         if self.flags is not None:
             self.flags.gpu_wait(self.ch, self.sync.generation)  # enqueued: the driver does not block
         else:
             self.sync.wait(self.ch)
-        return _to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)
+        return to_processor(self.staging.to(self.dst.device, non_blocking=True), self.dst)

@@ -25,7 +25,8 @@ from ..ops import family
 from ..processors import Processor
 
 
-def _to_processor(t: torch.Tensor, proc: Processor) -> torch.Tensor:
+def to_processor(t: torch.Tensor, proc: Processor) -> torch.Tensor:
+    """``t`` on ``proc``'s device, in its type (floats only) and memory format."""
     dtype = proc.torch_dtype if t.is_floating_point() else t.dtype
     fmt = torch.channels_last if proc.channels_last and t.dim() == 4 else torch.contiguous_format
     return t.to(device=proc.device, dtype=dtype).contiguous(memory_format=fmt)
@@ -42,7 +43,7 @@ class ReferenceRunner:
         self._slot = slot
         self._slots: list[torch.Tensor | None] = [None] * len(names)
         for name, value in graph.constants.items():
-            self._slots[slot[name]] = _to_processor(torch.from_numpy(np.array(value)), processor)
+            self._slots[slot[name]] = to_processor(torch.from_numpy(np.array(value)), processor)
         last_use: dict[str, int] = {}
         for step, node in enumerate(graph.nodes):
             for i in node.inputs:
@@ -72,8 +73,8 @@ class ReferenceRunner:
     def _execute(self, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]], keep_all: bool) -> list[torch.Tensor | None]:
         values = self._slots[:]
         with torch.inference_mode(), self.processor.work_context():
-            for i, t in enumerate(self._bind(inputs)):
-                values[i] = _to_processor(t, self.processor)
+            for i, t in enumerate(bind_inputs(self.graph, inputs)):
+                values[i] = to_processor(t, self.processor)
             for node, kernel, ins, outs, free in self._steps:
                 try:
                     result = kernel(*[values[i] for i in ins])
@@ -89,22 +90,24 @@ class ReferenceRunner:
                         values[i] = None
         return values
 
-    def _bind(self, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
-        specs = self.graph.inputs
-        if len(inputs) == 1 and isinstance(inputs[0], Mapping):
-            by_name = inputs[0]
-            missing = [s.name for s in specs if s.name not in by_name]
-            if missing:
-                raise CodlError(f"missing inputs {missing}; graph inputs are {[s.name for s in specs]}")
-            tensors = [by_name[s.name] for s in specs]
-        else:
-            tensors = list(inputs)  # type: ignore[arg-type]
-        if len(tensors) != len(specs):
-            raise CodlError(f"graph {self.graph.name!r} takes {len(specs)} inputs, got {len(tensors)}")
-        for t, s in zip(tensors, specs):
-            if tuple(t.shape) != s.shape:
-                raise CodlError(f"input {s.name!r} must have shape {list(s.shape)}, got {list(t.shape)}")
-        return tensors  # type: ignore[return-value]
+
+def bind_inputs(graph: Graph, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """Inputs given positionally or as one dict by name, checked against the graph's."""
+    specs = graph.inputs
+    if len(inputs) == 1 and isinstance(inputs[0], Mapping):
+        by_name = inputs[0]
+        missing = [s.name for s in specs if s.name not in by_name]
+        if missing:
+            raise CodlError(f"missing inputs {missing}; graph inputs are {[s.name for s in specs]}")
+        tensors = [by_name[s.name] for s in specs]
+    else:
+        tensors = list(inputs)  # type: ignore[arg-type]
+    if len(tensors) != len(specs):
+        raise CodlError(f"graph {graph.name!r} takes {len(specs)} inputs, got {len(tensors)}")
+    for t, s in zip(tensors, specs):
+        if tuple(t.shape) != s.shape:
+            raise CodlError(f"input {s.name!r} must have shape {list(s.shape)}, got {list(t.shape)}")
+    return tensors  # type: ignore[return-value]
 
 
 def random_inputs(graph: Graph, seed: int = 0) -> list[torch.Tensor]:

@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from ..ir.regions import Box, box_shape, full_box, intersect, is_empty, relative
 from ..ops import family
 from ..plan.types import Plan
 from ..processors import Processor, ProcessorKind
-from .reference import _to_processor
+from .reference import bind_inputs, to_processor
 from .channels import Aborted, Channel, Sync
 from .schedule import InputSource, RunStep, Schedule, SendStep, build_schedule
 from .sync import FlagArray
@@ -165,7 +165,7 @@ class Session:
             if slot not in consts:
                 value = torch.from_numpy(np.array(self.graph.constants[src.tensor]))
                 value = value[relative(src.box, full_box(value.shape))]
-                consts[slot] = _to_processor(value.contiguous(), self.processors[proc])
+                consts[slot] = to_processor(value.contiguous(), self.processors[proc])
             return (LOCAL, slot)
         parts = []
         for piece in src.pieces:
@@ -185,7 +185,7 @@ class Session:
     def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor], trace: bool = False) -> list[torch.Tensor]:
         """Run one inference; outputs come back on the CPU, in processor 0's type. With
         ``trace=True`` the host-clock timing of every step is kept in ``self.trace``."""
-        tensors = _bind(self.graph, inputs)
+        tensors = bind_inputs(self.graph, inputs)
         self.trace = [] if trace else None
         with self.sync.cond:
             self.sync.generation += 1
@@ -287,7 +287,7 @@ class Session:
         local = self._templates[proc][:]
         if self._reads_inputs[proc]:
             for i, t in enumerate(tensors):
-                local[i] = _to_processor(t, processor)
+                local[i] = to_processor(t, processor)
         record = self.trace.append if self.trace is not None else None
         device_clock = record is not None and processor.kind is ProcessorKind.CUDA
         if device_clock:
@@ -351,18 +351,6 @@ def _gather(f: tuple[Any, ...], local: list[torch.Tensor | None]) -> torch.Tenso
     for slot, src, dst in parts:
         buf[dst] = local[slot][src]  # type: ignore[index]
     return buf
-
-
-def _bind(graph: Graph, inputs: Sequence[torch.Tensor | Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
-    specs = graph.inputs
-    if len(inputs) == 1 and isinstance(inputs[0], Mapping):
-        tensors = [inputs[0][s.name] for s in specs]
-    else:
-        tensors = list(inputs)  # type: ignore[arg-type]
-    if len(tensors) != len(specs) or any(tuple(t.shape) != s.shape for t, s in zip(tensors, specs)):
-        raise CodlError(f"inputs {[tuple(t.shape) for t in tensors]} do not match graph inputs "
-                        f"{[(s.name, s.shape) for s in specs]}")
-    return tensors
 
 
 def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "events") -> Session:  # noqa: A001
