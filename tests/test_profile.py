@@ -5,6 +5,7 @@ reports every predictor the same way."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from codl.cli import main
 from codl.errors import CodlError
 from codl.ir.verify import verify_graph
 from codl.processors import Processor
-from codl.profile import (Sample, conv_parts, linear_parts, load_profile, model_samples, profile_path, random_samples,
-                          run_profile)
+from codl.bench.run import time_back_to_back
+from codl.profile import (Sample, conv_parts, linear_parts, load_passes, load_profile, model_samples, noise_floor,
+                          profile_path, random_samples, run_profile)
 
 CPU = Processor.parse("cpu", threads=1)
 
@@ -53,12 +55,33 @@ def test_profile_resumes_and_respects_the_budget(tmp_path: Path) -> None:
     path = profile_path(CPU, tmp_path)
     pairs = small_pairs()
     assert run_profile(CPU, pairs, path, budget_s=0.0, repeats=2, warmup=0, progress=False) == 0
-    first = run_profile(CPU, pairs[:5], path, budget_s=60, repeats=2, warmup=0, progress=False)
-    rest = run_profile(CPU, pairs, path, budget_s=60, repeats=2, warmup=0, progress=False)
+    first = run_profile(CPU, pairs[:5], path, budget_s=60, repeats=2, warmup=0, passes=1, progress=False)
+    rest = run_profile(CPU, pairs, path, budget_s=60, repeats=2, warmup=0, passes=1, progress=False)
     assert first == 5 and rest == len(pairs) - 5
     rows = load_profile(path)
     assert len(rows) == len(pairs) and all(ms > 0 for _, _, ms in rows)
     assert {s.key for _, s, _ in rows} == {p.key for _, p in pairs}
+    assert noise_floor(path) == {}  # one pass: nothing to compare
+    # a second pass measures every sample again; the profile keeps both
+    assert run_profile(CPU, pairs, path, budget_s=60, repeats=2, warmup=0, passes=2, progress=False) == len(pairs)
+    passes = load_passes(path)
+    assert len(passes) == len(pairs) and all(len(times) == 2 for _, _, times in passes)
+    by_key = {s.key: ms for _, s, ms in load_profile(path)}
+    assert all(by_key[s.key] == pytest.approx(sum(t) / 2) for _, s, t in passes)  # median of two
+    noise = noise_floor(path)
+    assert set(noise) == {"conv", "linear"}
+    assert noise["conv"]["samples"] == sum(p.family == "conv" for _, p in pairs)
+    assert all(0 <= n["within_5"] <= n["within_10"] <= 1 for n in noise.values())
+
+
+def test_back_to_back_timing_batches_short_calls() -> None:
+    calls = []
+    samples, batch, clock = time_back_to_back(lambda: calls.append(1), CPU, repeats=3, warmup=1, target_ms=1.0)
+    assert clock == "host" and batch > 1 and len(samples) == 3  # a no-op call is batched
+    assert len(calls) == 1 + 1 + 3 * batch  # warm-up, the sizing call, three blocks
+    slow = lambda: time.sleep(0.002)  # noqa: E731
+    samples, batch, _ = time_back_to_back(slow, CPU, repeats=2, warmup=0, target_ms=1.0)
+    assert batch == 1 and all(s >= 2.0 for s in samples)
 
 
 def test_profiles_refuse_other_settings_and_bad_files(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     _random.Random(args.seed).shuffle(pairs)  # a budget-limited run covers the space evenly
     path = _profile_file(args, proc)
     _log(f"profiling {len(pairs)} samples ({len(bases)} ops, whole and partial) on {proc.label} into {path}")
-    added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup)
+    added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes)
     print(f"profile    {path}: {added} new samples this run")
     return 0
 
@@ -217,7 +217,7 @@ def _profile_settings(path: Path) -> dict[str, Any]:
 
 def cmd_predictor_eval(args: argparse.Namespace) -> int:
     from .predict.evaluate import evaluate
-    from .profile import load_profile
+    from .profile import load_profile, noise_floor
 
     if args.profile:  # any profile, possibly from another machine: its own settings say what it measured
         path = Path(args.profile)
@@ -227,7 +227,11 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
         path, described = _profile_file(args, proc), proc.describe()
     rows = [(base, sample.config(), ms) for base, sample, ms in load_profile(path)]
     results = evaluate(rows, described, args.seed)
+    noise = noise_floor(path)
     print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op)")
+    for family, n in noise.items():
+        print(f"noise floor, {family}: two passes of the same sample agree within +-10% for {n['within_10']:.1%} "
+              f"(+-5%: {n['within_5']:.1%}) of {n['samples']} samples")
     print(f"{'family':<8} {'predictor':<9} {'+-5%':>6} {'+-10%':>6} {'+-15%':>6} {'RMSPE':>7} {'bytes':>6} {'us/pred':>8} {'train/test':>11}")
     for family, models in results.items():
         for name, m in models.items():
@@ -235,7 +239,7 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
                   f"{m['rmspe']:>7.3f} {m['size_bytes']:>6} {m['us_per_prediction']:>8.1f} "
                   f"{m['n_train']:>5}/{m['n_test']:<5}")
     _write_json(args.json, {**artifact_header("predictor-eval"), "profile": str(path),
-                            "processor": described, "results": results})
+                            "processor": described, "noise_floor": noise, "results": results})
     return 0
 
 
@@ -286,8 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--ops", default="conv,linear", help="op families to profile: conv, linear")
     pr.add_argument("--random", type=int, default=150, help="random ops per family (CoDL's ranges)")
     pr.add_argument("--no-models", dest="models", action="store_false", help="skip the built-in models' ops")
-    pr.add_argument("--repeats", type=int, default=10)
-    pr.add_argument("--warmup", type=int, default=3)
+    pr.add_argument("--repeats", type=int, default=5, help="timed blocks of back-to-back calls per measurement")
+    pr.add_argument("--warmup", type=int, default=2)
+    pr.add_argument("--passes", type=int, default=2,
+                    help="times each sample is measured, in whole passes minutes apart (noise floor)")
     pr.add_argument("--out", help="directory for the profile (default: the codl cache)")
     pr.set_defaults(fn=cmd_profile)
     pe = sub.add_parser("predictor", help="latency predictors").add_subparsers(dest="predictor", required=True)

@@ -68,3 +68,44 @@ def time_calls(fn: Callable[[], object], processor: Processor, iters: int, warmu
             processor.synchronize()
             samples.append((time.perf_counter() - start) * 1e3)
     return samples
+
+
+def time_back_to_back(fn: Callable[[], object], processor: Processor, repeats: int, warmup: int,
+                      target_ms: float = 1.0, max_batch: int = 1000) -> tuple[list[float], int, str]:
+    """Per-call latency in ms of ``fn`` run back to back, as in a model's steady state.
+
+    Calls are timed in blocks of ``batch`` calls, ``batch`` chosen from one warm call so
+    that a block lasts about ``target_ms``; each of the ``repeats`` blocks gives one
+    sample (block time / batch). On CUDA the blocks are timed with events on the
+    processor's stream (device time, launch gaps included, no host synchronisation
+    inside), elsewhere on the host clock from a synchronised device to a synchronised
+    device. Returns (samples, batch, clock) with clock "events" or "host".
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    cuda = processor.kind.value == "cuda"
+
+    def block(n: int) -> float:
+        if cuda:
+            with processor.work_context():
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(n):
+                    fn()
+                end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / n
+        processor.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        processor.synchronize()
+        return (time.perf_counter() - t0) * 1e3 / n
+
+    with torch.inference_mode():
+        for _ in range(max(warmup, 1)):
+            fn()
+        one = block(1)
+        batch = int(min(max_batch, max(1, np.ceil(target_ms / max(one, 1e-6)))))
+        samples = [block(batch) for _ in range(repeats)]
+    return samples, batch, "events" if cuda else "host"

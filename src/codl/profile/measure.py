@@ -24,11 +24,14 @@ from ..errors import CodlError
 from ..fingerprint import artifact_header, fingerprint
 from ..processors import Processor
 from ..runtime import ReferenceRunner
+from ..runtime.reference import to_processor
 from ..settings import cache_dir
-from ..bench.run import time_calls
+from ..bench.run import time_back_to_back
 from .sampling import Sample
 
-COLUMNS = ["key", "base"] + [f.name for f in fields(Sample)] + ["median_ms", "min_ms", "p90_ms", "repeats"]
+_SAMPLE = [f.name for f in fields(Sample)]
+COLUMNS = ["key", "base"] + _SAMPLE + ["pass", "median_ms", "min_ms", "p90_ms", "repeats", "batch", "clock"]
+_FIRST_COLUMNS = ["key", "base"] + _SAMPLE + ["median_ms", "min_ms", "p90_ms", "repeats"]  # codl 0.1.0, one pass
 
 
 def profile_path(processor: Processor, root: Path | None = None) -> Path:
@@ -68,59 +71,95 @@ def check_sidecar(path: Path, processor: Processor) -> None:
         raise CodlError(f"{path}: measured on another machine or software ({', '.join(diff)} differ)")
 
 
-def measured_keys(path: Path) -> set[str]:
+def measured(path: Path) -> set[tuple[str, int]]:
+    """(sample key, pass) pairs already in a profile."""
     if not path.exists():
         return set()
     with path.open(newline="") as f:
-        return {row["key"] for row in csv.DictReader(f)}
+        return {(row["key"], int(row.get("pass") or 0)) for row in csv.DictReader(f)}
 
 
 def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], path: Path, budget_s: float,
-                repeats: int = 10, warmup: int = 3, progress: bool = True) -> int:
+                repeats: int = 10, warmup: int = 3, passes: int = 2, progress: bool = True) -> int:
     """Measure (base, sample) pairs not yet in ``path`` until the budget is spent; returns
-    how many rows were added. Each row is flushed as soon as it is measured."""
+    how many rows were added. Each row is flushed as soon as it is measured.
+
+    The samples are measured ``passes`` times, one whole pass over them after the other,
+    so each sample is timed at moments minutes apart: the median over passes evens out
+    slow drifts of the machine (clocks, neighbours), and the agreement between passes is
+    the profile's noise floor (see :func:`noise_floor`). Each measurement is the median
+    of ``repeats`` blocks of back-to-back calls (:func:`codl.bench.run.time_back_to_back`).
+    """
     check_sidecar(path, processor)
-    done = measured_keys(path)
-    todo = [(b, s) for b, s in samples if s.key not in done]
+    done = measured(path)
+    samples = list(samples)
+    todo = [(p, b, s) for p in range(passes) for b, s in samples if (s.key, p) not in done]
     new_file = not path.exists()
     start, added = time.perf_counter(), 0
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new_file:
             writer.writeheader()
-        for i, (base, sample) in enumerate(todo):
+        for i, (pass_, base, sample) in enumerate(todo):
             elapsed = time.perf_counter() - start
             if elapsed > budget_s:
                 break
             graph = sample.graph()
             runner = ReferenceRunner(graph, processor)
-            x = torch.randn(graph.inputs[0].shape).to(processor.device)
-            times = time_calls(lambda: runner(x), processor, repeats, warmup, progress=False)
-            writer.writerow({"key": sample.key, "base": base.key, **asdict(sample),
+            # the input already in the processor's type and layout: only the op is timed
+            x = to_processor(torch.randn(graph.inputs[0].shape), processor)
+            times, batch, clock = time_back_to_back(lambda: runner(x), processor, repeats, warmup)
+            writer.writerow({"key": sample.key, "base": base.key, **asdict(sample), "pass": pass_,
                              "median_ms": float(np.median(times)), "min_ms": min(times),
-                             "p90_ms": float(np.percentile(times, 90)), "repeats": repeats})
+                             "p90_ms": float(np.percentile(times, 90)), "repeats": repeats, "batch": batch,
+                             "clock": clock})
             f.flush()
             added += 1
+            del runner, graph, x
             if progress and (added % 20 == 0 or i == len(todo) - 1):
-                print(f"codl: profiled {len(done) + added}/{len(done) + len(todo)} samples "
-                      f"({elapsed / 60:.1f} of {budget_s / 60:.1f} min)", file=sys.stderr, flush=True)
+                print(f"codl: profiled {len(done) + added}/{len(done) + len(todo)} measurements, pass "
+                      f"{pass_ + 1} of {passes} ({elapsed / 60:.1f} of {budget_s / 60:.1f} min)",
+                      file=sys.stderr, flush=True)
     return added
 
 
-def load_profile(path: Path) -> list[tuple[str, Sample, float]]:
-    """(base key, sample, median ms) rows of a profile; clear errors for bad files."""
+def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
+    """(base key, sample, median ms of each pass) of every sample of a profile, with
+    clear errors for bad files. Reads profiles of codl 0.1.0 too (one pass)."""
     if not path.exists():
         raise CodlError(f"{path}: no such profile; run `codl profile` first")
     names = {f.name: f.type for f in fields(Sample)}
-    rows = []
+    by_key: dict[str, tuple[str, Sample, list[float]]] = {}
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames != COLUMNS:
+        if reader.fieldnames not in (COLUMNS, _FIRST_COLUMNS):
             raise CodlError(f"{path}: not a codl profile of this version (columns {reader.fieldnames})")
         for n, row in enumerate(reader, start=2):
             try:
                 sample = Sample(**{k: (row[k] if k == "family" else int(row[k])) for k in names})
-                rows.append((row["base"], sample, float(row["median_ms"])))
+                ms = float(row["median_ms"])
             except (ValueError, TypeError) as e:
                 raise CodlError(f"{path}:{n}: corrupted row ({e})") from None
-    return rows
+            if not ms > 0:
+                raise CodlError(f"{path}:{n}: corrupted row (latency {row['median_ms']!r})")
+            by_key.setdefault(row["key"], (row["base"], sample, []))[2].append(ms)
+    return list(by_key.values())
+
+
+def load_profile(path: Path) -> list[tuple[str, Sample, float]]:
+    """(base key, sample, median ms over its passes) rows of a profile."""
+    return [(base, sample, float(np.median(times))) for base, sample, times in load_passes(path)]
+
+
+def noise_floor(path: Path) -> dict[str, dict[str, float]]:
+    """How well a profile's passes agree, per op family: the share of samples whose
+    first two passes are within +-5/10% of each other's mean, over samples measured twice.
+    No predictor can be judged finer than this."""
+    out: dict[str, dict[str, float]] = {}
+    for family in ("conv", "linear"):
+        pairs = np.array([t[:2] for _, s, t in load_passes(path) if s.family == family and len(t) >= 2])
+        if len(pairs):
+            rel = np.abs(pairs[:, 0] - pairs[:, 1]) / pairs.mean(axis=1)
+            out[family] = {"within_5": float(np.mean(rel <= 0.05)), "within_10": float(np.mean(rel <= 0.10)),
+                           "samples": int(len(pairs))}
+    return out

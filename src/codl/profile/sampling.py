@@ -57,7 +57,7 @@ class Sample:
         def weight(*shape: int) -> np.ndarray:
             if seed is None:
                 return np.broadcast_to(np.float32(0), shape)
-            return rng.standard_normal(shape).astype(np.float32)
+            return rng.standard_normal(shape, dtype=np.float32)
 
         if self.family == "conv":
             g = Graph("sample", [TensorSpec("x", (1, self.ic, self.h, self.w), DType.FLOAT32)])

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Profiles for the latency predictors on the GPU machine, each processor in its native
+# type (docs/results/predictor.md). Usage: scripts/predictor_profiles.sh WHICH BUDGET_MIN
+#   WHICH: cuda | cuda-sm8 | cpu     results and logs go to $OUT (or ./predictor-out)
+set -euo pipefail
+which=$1 budget=$2
+out=${OUT:-predictor-out}
+mkdir -p "$out"
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+case $which in
+  cuda) flags=(-d cuda --dtype fp16 --channels-last) ;;
+  cuda-sm8) flags=(-d cuda --dtype fp16 --channels-last --sm-limit 8) ;;
+  cpu) flags=(-d cpu --dtype bf16 --channels-last) ;;
+  *) echo "unknown processor $which" >&2; exit 2 ;;
+esac
+start=$(date +%s)
+python -m codl.cli profile "${flags[@]}" --random 200 --budget "$budget" --out "$out/profiles" 2> "$out/$which.profile.log" \
+  | tee -a "$out/$which.log"
+echo "profile wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/$which.log"
+python -m codl.cli predictor eval "${flags[@]}" --out "$out/profiles" --json "$out/$which.eval.json" 2>&1 | tee -a "$out/$which.log"
