@@ -2,6 +2,7 @@
 # Profiles for the latency predictors on the GPU machine, each processor in its native
 # type (docs/results/predictor.md). Usage: scripts/predictor_profiles.sh WHICH BUDGET_MIN
 #   WHICH: cuda | cuda-sm8 | cpu     results and logs go to $OUT (or ./predictor-out)
+#   EVAL=0 skips the evaluation (run it later with `codl predictor eval --profile`).
 set -euo pipefail
 which=$1 budget=$2
 out=${OUT:-predictor-out}
@@ -17,4 +18,4 @@ start=$(date +%s)
 python -m codl.cli profile "${flags[@]}" --random 200 --budget "$budget" --out "$out/profiles" 2> "$out/$which.profile.log" \
   | tee -a "$out/$which.log"
 echo "profile wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/$which.log"
-python -m codl.cli predictor eval "${flags[@]}" --out "$out/profiles" --json "$out/$which.eval.json" 2>&1 | tee -a "$out/$which.log"
+[ "${EVAL:-1}" = 0 ] || python -m codl.cli predictor eval "${flags[@]}" --out "$out/profiles" --json "$out/$which.eval.json" 2>&1 | tee -a "$out/$which.log"

@@ -72,40 +72,100 @@ def time_calls(fn: Callable[[], object], processor: Processor, iters: int, warmu
 
 def time_back_to_back(fn: Callable[[], object], processor: Processor, repeats: int, warmup: int,
                       target_ms: float = 1.0, max_batch: int = 1000) -> tuple[list[float], int, str]:
-    """Per-call latency in ms of ``fn`` run back to back, as in a model's steady state.
+    """Per-call latency in ms of ``fn`` run back to back.
 
     Calls are timed in blocks of ``batch`` calls, ``batch`` chosen from one warm call so
     that a block lasts about ``target_ms``; each of the ``repeats`` blocks gives one
-    sample (block time / batch). On CUDA the blocks are timed with events on the
-    processor's stream (device time, launch gaps included, no host synchronisation
-    inside), elsewhere on the host clock from a synchronised device to a synchronised
-    device. Returns (samples, batch, clock) with clock "events" or "host".
+    sample (block time / batch).
+
+    On CUDA the block is captured once as a CUDA graph and replayed, timed with events
+    on the processor's stream: the samples are the device's time for the op's kernels
+    (gaps between kernels included), without the host's launch cost, which on a fast
+    GPU exceeds most kernels and would otherwise be what is timed (see
+    :func:`host_launch_ms`). If the op cannot be captured, the eager calls are timed
+    with events instead. Elsewhere blocks are timed on the host clock from a
+    synchronised device to a synchronised device. Returns (samples, batch, clock),
+    clock being "graph", "events" or "host".
     """
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be >= 1 and warmup >= 0")
-    cuda = processor.kind.value == "cuda"
+    with torch.inference_mode():
+        for _ in range(max(warmup, 1)):
+            fn()
+        processor.synchronize()
+        if processor.kind.value != "cuda":
+            block = _host_block(fn, processor)
+            clock = "host"
+        else:
+            try:
+                block = _graph_block(fn, processor)
+                clock = "graph"
+            except RuntimeError:  # not capturable: eager launches, device clock
+                torch.cuda.synchronize(processor.index)
+                block = _event_block(fn, processor)
+                clock = "events"
+        one = block(1)
+        batch = int(min(max_batch, max(1, np.ceil(target_ms / max(one, 1e-6)))))
+        samples = [block(batch) for _ in range(repeats)]
+    return samples, batch, clock
 
+
+def _host_block(fn: Callable[[], object], processor: Processor) -> Callable[[int], float]:
     def block(n: int) -> float:
-        if cuda:
-            with processor.work_context():
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                for _ in range(n):
-                    fn()
-                end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / n
         processor.synchronize()
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
         processor.synchronize()
         return (time.perf_counter() - t0) * 1e3 / n
+    return block
 
+
+def _event_block(fn: Callable[[], object], processor: Processor) -> Callable[[int], float]:
+    def block(n: int) -> float:
+        with processor.work_context():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / n
+    return block
+
+
+def _graph_block(fn: Callable[[], object], processor: Processor) -> Callable[[int], float]:
+    graphs: dict[int, torch.cuda.CUDAGraph] = {}
+    stream = processor.stream() or torch.cuda.Stream(processor.index)
+
+    def block(n: int) -> float:
+        if n not in graphs:
+            graphs.clear()  # one captured block at a time: its memory is released first
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=stream):
+                for _ in range(n):
+                    fn()
+            graphs[n] = graph
+        with torch.cuda.stream(stream):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graphs[n].replay()
+            end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / n
+    return block
+
+
+def host_launch_ms(fn: Callable[[], object], processor: Processor, calls: int = 10, repeats: int = 3) -> float:
+    """Median host time in ms to issue one call of ``fn`` (back to back, without waiting
+    for the device): on a GPU, the launch cost the op adds to the issuing thread."""
+    times = []
     with torch.inference_mode():
-        for _ in range(max(warmup, 1)):
-            fn()
-        one = block(1)
-        batch = int(min(max_batch, max(1, np.ceil(target_ms / max(one, 1e-6)))))
-        samples = [block(batch) for _ in range(repeats)]
-    return samples, batch, "events" if cuda else "host"
+        for _ in range(repeats):
+            processor.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - t0) * 1e3 / calls)
+        processor.synchronize()
+    return float(np.median(times))

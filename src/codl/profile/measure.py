@@ -26,11 +26,11 @@ from ..processors import Processor
 from ..runtime import ReferenceRunner
 from ..runtime.reference import to_processor
 from ..settings import cache_dir
-from ..bench.run import time_back_to_back
+from ..bench.run import host_launch_ms, time_back_to_back
 from .sampling import Sample
 
 _SAMPLE = [f.name for f in fields(Sample)]
-COLUMNS = ["key", "base"] + _SAMPLE + ["pass", "median_ms", "min_ms", "p90_ms", "repeats", "batch", "clock"]
+COLUMNS = ["key", "base"] + _SAMPLE + ["pass", "median_ms", "min_ms", "p90_ms", "repeats", "batch", "clock", "launch_ms"]
 _FIRST_COLUMNS = ["key", "base"] + _SAMPLE + ["median_ms", "min_ms", "p90_ms", "repeats"]  # codl 0.1.0, one pass
 
 
@@ -88,7 +88,9 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
     so each sample is timed at moments minutes apart: the median over passes evens out
     slow drifts of the machine (clocks, neighbours), and the agreement between passes is
     the profile's noise floor (see :func:`noise_floor`). Each measurement is the median
-    of ``repeats`` blocks of back-to-back calls (:func:`codl.bench.run.time_back_to_back`).
+    of ``repeats`` blocks of back-to-back calls (:func:`codl.bench.run.time_back_to_back`):
+    on a GPU the device time of the op's kernels, with the host's launch time per call
+    recorded beside it (``launch_ms``).
     """
     check_sidecar(path, processor)
     done = measured(path)
@@ -109,10 +111,12 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
             # the input already in the processor's type and layout: only the op is timed
             x = to_processor(torch.randn(graph.inputs[0].shape), processor)
             times, batch, clock = time_back_to_back(lambda: runner(x), processor, repeats, warmup)
+            # on an accelerator, also the host's cost of issuing the op (its dispatch term)
+            launch = host_launch_ms(lambda: runner(x), processor) if processor.kind.value != "cpu" else ""
             writer.writerow({"key": sample.key, "base": base.key, **asdict(sample), "pass": pass_,
                              "median_ms": float(np.median(times)), "min_ms": min(times),
                              "p90_ms": float(np.percentile(times, 90)), "repeats": repeats, "batch": batch,
-                             "clock": clock})
+                             "clock": clock, "launch_ms": launch})
             f.flush()
             added += 1
             del runner, graph, x
