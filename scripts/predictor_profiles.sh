@@ -15,7 +15,7 @@ case $which in
   *) echo "unknown processor $which" >&2; exit 2 ;;
 esac
 start=$(date +%s)
-python -m codl.cli profile "${flags[@]}" --random 200 --budget "$budget" --out "$out/profiles" 2> "$out/$which.profile.log" \
+python -m codl.cli profile "${flags[@]}" --random ${RANDOM_OPS:-150} --budget "$budget" --out "$out/profiles" 2> "$out/$which.profile.log" \
   | tee -a "$out/$which.log"
 echo "profile wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/$which.log"
 [ "${EVAL:-1}" = 0 ] || python -m codl.cli predictor eval "${flags[@]}" --out "$out/profiles" --json "$out/$which.eval.json" 2>&1 | tee -a "$out/$which.log"

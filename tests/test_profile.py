@@ -78,7 +78,7 @@ def test_back_to_back_timing_batches_short_calls() -> None:
     calls = []
     samples, batch, clock = time_back_to_back(lambda: calls.append(1), CPU, repeats=3, warmup=1, target_ms=1.0)
     assert clock == "host" and batch > 1 and len(samples) == 3  # a no-op call is batched
-    assert len(calls) == 1 + 1 + 3 * batch  # warm-up, the sizing call, three blocks
+    assert len(calls) == 1 + 2 + 3 * batch  # warm-up, two sizing calls, three blocks
     slow = lambda: time.sleep(0.002)  # noqa: E731
     samples, batch, _ = time_back_to_back(slow, CPU, repeats=2, warmup=0, target_ms=1.0)
     assert batch == 1 and all(s >= 2.0 for s in samples)

@@ -98,15 +98,19 @@ def time_back_to_back(fn: Callable[[], object], processor: Processor, repeats: i
             clock = "host"
         else:
             try:
-                block = _graph_block(fn, processor)
+                block = _GraphBlock(fn, processor)
+                block(1)
                 clock = "graph"
             except RuntimeError:  # not capturable: eager launches, device clock
                 torch.cuda.synchronize(processor.index)
                 block = _event_block(fn, processor)
                 clock = "events"
-        one = block(1)
+        one = min(block(1) for _ in range(2))
         batch = int(min(max_batch, max(1, np.ceil(target_ms / max(one, 1e-6)))))
-        samples = [block(batch) for _ in range(repeats)]
+        if isinstance(block, _GraphBlock):  # the blocks replayed back to back, after a warm one
+            samples = block.samples(batch, repeats)
+        else:
+            samples = [block(batch) for _ in range(repeats)]
     return samples, batch, clock
 
 
@@ -134,26 +138,43 @@ def _event_block(fn: Callable[[], object], processor: Processor) -> Callable[[in
     return block
 
 
-def _graph_block(fn: Callable[[], object], processor: Processor) -> Callable[[int], float]:
-    graphs: dict[int, torch.cuda.CUDAGraph] = {}
-    stream = processor.stream() or torch.cuda.Stream(processor.index)
+class _GraphBlock:
+    """Blocks of calls captured as one CUDA graph (the latest block size only)."""
 
-    def block(n: int) -> float:
-        if n not in graphs:
-            graphs.clear()  # one captured block at a time: its memory is released first
+    def __init__(self, fn: Callable[[], object], processor: Processor) -> None:
+        self.fn, self.n, self.graph = fn, 0, None
+        self.stream = processor.stream() or torch.cuda.Stream(processor.index)
+
+    def capture(self, n: int) -> "torch.cuda.CUDAGraph":
+        if n != self.n:
+            self.graph, self.n = None, 0  # release the previous block's memory first
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=stream):
+            with torch.cuda.graph(graph, stream=self.stream):
                 for _ in range(n):
-                    fn()
-            graphs[n] = graph
-        with torch.cuda.stream(stream):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            graphs[n].replay()
-            end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / n
-    return block
+                    self.fn()
+            self.graph, self.n = graph, n
+        assert self.graph is not None
+        return self.graph
+
+    def __call__(self, n: int) -> float:
+        return _replay_ms(self.capture(n), self.stream, 1)[0] / n
+
+    def samples(self, n: int, repeats: int) -> list[float]:
+        return [ms / n for ms in _replay_ms(self.capture(n), self.stream, repeats)]
+
+
+def _replay_ms(graph: "torch.cuda.CUDAGraph", stream: "torch.cuda.Stream", times: int) -> list[float]:
+    """Device ms of ``times`` replays of ``graph`` issued back to back after one untimed
+    replay: the device never idles between them, so its clocks stay up."""
+    with torch.cuda.stream(stream):
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(times + 1)]
+        graph.replay()
+        for i in range(times):
+            events[i].record()
+            graph.replay()
+        events[times].record()
+    events[times].synchronize()
+    return [events[i].elapsed_time(events[i + 1]) for i in range(times)]
 
 
 def host_launch_ms(fn: Callable[[], object], processor: Processor, calls: int = 10, repeats: int = 3) -> float:
