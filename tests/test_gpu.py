@@ -78,3 +78,19 @@ def test_event_timing_and_profile_on_cuda(sms: int | None, tmp_path) -> None:
     assert launches.count("") == len(pairs)  # measured in the first pass only
     assert all(0 < float(ms) < 5 for ms in launches if ms)  # the host's launch time per call
     assert noise_floor(path)["conv"]["samples"] == len(pairs)
+
+
+def test_transfer_profile_on_cuda(tmp_path) -> None:
+    from codl.predict.transfer import evaluate_transfers
+    from codl.profile.transfer import load_transfers, run_transfer_profile, transfer_path
+
+    cpu, gpu = Processor.parse("cpu"), Processor.parse("cuda", dtype=DType.FLOAT16)
+    path = transfer_path(cpu, gpu, tmp_path)
+    sizes = tuple(2 ** e for e in range(12, 25))
+    assert run_transfer_profile(cpu, gpu, path, passes=1, sizes=sizes, repeats=3, progress=False) > 0
+    rows = load_transfers(path)
+    kinds = {k for k, _, _ in rows}
+    assert {"h2d", "d2h", "gpu_convert", "sync_events", "sync_flags"} <= kinds
+    h2d = dict((b, t) for k, b, t in rows if k == "h2d")
+    assert 1 < 2 ** 24 / (h2d[2 ** 24] * 1e6) < 200  # GB/s of a 16 MiB pinned copy: PCIe or NVLink-C2C range
+    assert evaluate_transfers(rows)["h2d"]["n_test"] > 0

@@ -135,3 +135,44 @@ def test_forest_exports_its_trees_exactly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.predict(test), model.predict(test))
     with pytest.raises(CodlError, match="not fitted"):
         ForestPredictor("conv").predict(test)
+
+
+def test_transfer_model_recovers_lines_and_round_trips() -> None:
+    from codl.predict.transfer import TransferPredictor, evaluate_transfers
+
+    sizes = [int(2 ** e) for e in np.arange(12, 28, 0.5)]
+    # a copy: 5 us + 20 GB/s; a conversion twice as fast per byte in cache (< 1 MiB)
+    rows = [("h2d", b, 0.005 + b / 20e6) for b in sizes]
+    rows += [("cpu_convert", b, 0.002 + b / (60e6 if b <= 2 ** 20 else 30e6)) for b in sizes]
+    model = TransferPredictor().fit(rows)
+    assert model.coef_["h2d"][0] == float("inf")  # one line is enough for the copy
+    assert model.coef_["h2d"][1:3] == pytest.approx([1 / 20e6, 0.005], rel=1e-6)
+    assert 2 ** 20 <= model.coef_["cpu_convert"][0] < 2 ** 20.5  # the cache edge is found
+    again = TransferPredictor.from_json(json.loads(json.dumps(model.to_json())))
+    for kind, b, t in rows:
+        assert again.predict(kind, b) == pytest.approx(t, rel=1e-6)
+    report = evaluate_transfers(rows)
+    assert report["h2d"]["within_10"] == 1.0 and report["h2d"]["gb_per_s"] == pytest.approx(20, rel=1e-6)
+    with pytest.raises(CodlError, match="no data-sharing model for 'd2h'"):
+        model.predict("d2h", 10)
+    with pytest.raises(CodlError, match="schema"):
+        TransferPredictor.from_json({**model.to_json(), "schema_version": 99})
+    with pytest.raises(CodlError, match="malformed"):
+        TransferPredictor.from_json({**model.to_json(), "coef_ms": {"h2d": {"fixed": 1}}})
+
+
+def test_transfer_profile_on_cpu(tmp_path) -> None:
+    from codl.processors import Processor
+    from codl.profile.transfer import load_transfers, run_transfer_profile, transfer_path
+
+    cpu = Processor.parse("cpu", threads=1)
+    path = transfer_path(cpu, None, tmp_path)
+    sizes = (4096, 65536, 2 ** 20)
+    assert run_transfer_profile(cpu, None, path, passes=2, sizes=sizes, repeats=2, progress=False) == 12
+    assert run_transfer_profile(cpu, None, path, passes=2, sizes=sizes, repeats=2, progress=False) == 0  # resumes
+    rows = load_transfers(path)
+    assert {k for k, _, _ in rows} == {"cpu_convert", "cpu_layout"} and all(t > 0 for _, _, t in rows)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("kind,bytes\nh2d,1\n")
+    with pytest.raises(CodlError, match="not a codl data-sharing profile"):
+        load_transfers(bad)

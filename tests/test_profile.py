@@ -17,6 +17,7 @@ from codl.errors import CodlError
 from codl.ir.verify import verify_graph
 from codl.processors import Processor
 from codl.bench.run import time_back_to_back
+from codl.profile.sampling import CHANNEL_GRID
 from codl.profile import (Sample, conv_parts, linear_parts, load_passes, load_profile, model_samples, noise_floor,
                           profile_path, random_samples, run_profile)
 
@@ -44,6 +45,13 @@ def test_model_and_random_samples() -> None:
         drawn = random_samples(family, 30, seed=1)
         assert len(drawn) == 30 and all(s.family == family for s in drawn)
         assert drawn == random_samples(family, 30, seed=1)  # seeded
+        for s in drawn:  # channel counts on the grid (a first layer's 3 or 4 inputs aside)
+            assert all(c % CHANNEL_GRID == 0 for c in ((s.oc,) if family == "conv" else (s.fin, s.fout)))
+            assert family == "linear" or s.ic % CHANNEL_GRID == 0 or s.ic in (3, 4)
+            assert s.macs <= 2e9
+        parts = [p for s in drawn for p in (conv_parts(s) if family == "conv" else linear_parts(s))]
+        assert all(p.oc % CHANNEL_GRID == 0 if family == "conv" else p.fout % CHANNEL_GRID == 0 for p in parts)
+        assert len(parts) == len(set(parts))
 
 
 def small_pairs() -> list[tuple[Sample, Sample]]:

@@ -186,6 +186,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .profile import conv_parts, linear_parts, model_samples, random_samples, run_profile
 
     proc = _processor(args)
+    if args.transfers:
+        return _profile_transfers(args, proc)
     families = args.ops.split(",")
     unknown = set(families) - {"conv", "linear"}
     if unknown:
@@ -207,6 +209,43 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer_pair(args: argparse.Namespace, proc: Processor) -> tuple[Processor, Processor | None, Path]:
+    from .profile.transfer import transfer_path
+
+    cpu, cuda = (proc, None) if proc.kind.value == "cpu" else (Processor.parse("cpu"), proc)
+    if cuda is not None and cuda.kind.value != "cuda":
+        raise CodlError(f"data sharing is profiled between the CPU and a cuda device, not {cuda.label}")
+    return cpu, cuda, transfer_path(cpu, cuda, Path(args.out) if getattr(args, "out", None) else None)
+
+
+def _profile_transfers(args: argparse.Namespace, proc: Processor) -> int:
+    from .profile.transfer import run_transfer_profile
+
+    cpu, cuda, path = _transfer_pair(args, proc)
+    _log(f"profiling data sharing between {cpu.label}" + (f" and {cuda.label}" if cuda else "") + f" into {path}")
+    added = run_transfer_profile(cpu, cuda, path, passes=args.passes)
+    print(f"profile    {path}: {added} new measurements this run")
+    return 0
+
+
+def _eval_transfers(args: argparse.Namespace) -> int:
+    from .predict.transfer import evaluate_transfers
+    from .profile.transfer import load_transfers
+
+    path = Path(args.profile) if args.profile else _transfer_pair(args, _processor(args))[2]
+    results = evaluate_transfers(load_transfers(path))
+    print(f"data-sharing model on {path.name} (fitted on every other size, scored on the sizes between)")
+    print(f"{'kind':<12} {'+-10%':>6} {'+-15%':>6} {'RMSPE':>7} {'fixed us':>9} {'GB/s large':>10} {'split':>9}")
+    for kind, r in results.items():
+        if r["n_test"]:
+            print(f"{kind:<12} {r['within_10']:>6.1%} {r['within_15']:>6.1%} {r['rmspe']:>7.3f} "
+                  f"{r['fixed_ms'] * 1e3:>9.1f} {r['gb_per_s']:>10.1f} {r['split_bytes']:>9.3g}")
+        else:
+            print(f"{kind:<12} measured {r['measured_ms'] * 1e3:.1f} us")
+    _write_json(args.json, {**artifact_header("transfer-eval"), "profile": str(path), "results": results})
+    return 0
+
+
 def _profile_settings(path: Path) -> dict[str, Any]:
     side = path.with_suffix(".json")
     try:
@@ -219,6 +258,8 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
     from .predict.evaluate import evaluate
     from .profile import load_profile, noise_floor
 
+    if args.transfers:
+        return _eval_transfers(args)
     if args.profile:  # any profile, possibly from another machine: its own settings say what it measured
         path = Path(args.profile)
         described = _profile_settings(path)["processor"]
@@ -295,12 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--passes", type=int, default=2,
                     help="times each sample is measured, in whole passes minutes apart (noise floor)")
     pr.add_argument("--out", help="directory for the profile (default: the codl cache)")
+    pr.add_argument("--transfers", action="store_true",
+                    help="profile data sharing (copies, conversions, sync) between the CPU and -d instead of ops")
     pr.set_defaults(fn=cmd_profile)
     pe = sub.add_parser("predictor", help="latency predictors").add_subparsers(dest="predictor", required=True)
     ev = pe.add_parser("eval", help="fit the predictors on a profile and score them on held-out ops")
     processor_args(ev)
     ev.add_argument("--profile", help="profile CSV (default: this processor's in the cache)")
     ev.add_argument("--out", help="directory the profile was written to")
+    ev.add_argument("--transfers", action="store_true", help="evaluate the data-sharing model instead")
     ev.add_argument("--json")
     ev.set_defaults(fn=cmd_predictor_eval)
 

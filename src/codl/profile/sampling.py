@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import asdict, dataclass
 
@@ -22,6 +23,11 @@ from ..predict.features import OpConfig, config_of
 import numpy as np
 
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
+# Channel shares are whole multiples of this many channels, as in real networks: GPU
+# tensor-core kernels (fp16: 8 channels) and CPU blocked layouts (8 or 16 channels) run
+# unaligned channel counts on slower code paths, so a planner splits on this grid and the
+# profile samples it (CoDL splits GPU channels in multiples of 4 for the same reason).
+CHANNEL_GRID = 8
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,22 @@ class Sample:
     rows: int = 0
     fin: int = 0
     fout: int = 0
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return ((self.h + self.pad_top + self.pad_bottom - self.k) // self.s + 1,
+                (self.w + 2 * self.pad - self.k) // self.s + 1)
+
+    @property
+    def macs(self) -> int:
+        if self.family == "conv":
+            oh, ow = self.out_hw
+            return self.ic // self.g * self.oc * self.k * self.k * oh * ow
+        return self.rows * self.fin * self.fout
+
+    @property
+    def weights(self) -> int:
+        return self.ic // self.g * self.oc * self.k * self.k if self.family == "conv" else self.fin * self.fout
 
     @property
     def key(self) -> str:
@@ -86,25 +108,27 @@ def conv_parts(base: Sample) -> list[Sample]:
     channels and output rows (rows with their halo and the padding of their slice)."""
     out = [base]
     oh = (base.h + base.pad_top + base.pad_bottom - base.k) // base.s + 1
+    step = base.g * CHANNEL_GRID // math.gcd(base.g, CHANNEL_GRID)  # whole groups, on the grid
     for r in RATIOS:
-        oc = max(base.g, int(round(base.oc * r / base.g)) * base.g)
-        if oc < base.oc:
+        oc = max(step, int(round(base.oc * r / step)) * step)
+        if oc < base.oc and Sample(**{**asdict(base), "oc": oc}) not in out:
             out.append(Sample(**{**asdict(base), "oc": oc}))
         rows = max(1, int(round(oh * r)))
         if rows < oh:  # the first `rows` output rows (the second processor's part is like it)
             lo, hi, top, bottom = conv_rows(0, rows, base.k, base.s, base.pad_top, 1, base.h)
-            out.append(Sample(**{**asdict(base), "h": hi - lo, "pad_top": top, "pad_bottom": bottom}))
+            part = Sample(**{**asdict(base), "h": hi - lo, "pad_top": top, "pad_bottom": bottom})
+            if part not in out:
+                out.append(part)
     return out
 
 
 def linear_parts(base: Sample) -> list[Sample]:
     out = [base]
     for r in RATIOS:
-        fout, rows = max(1, int(round(base.fout * r))), max(1, int(round(base.rows * r)))
-        if fout < base.fout:
-            out.append(Sample(**{**asdict(base), "fout": fout}))
-        if rows < base.rows:
-            out.append(Sample(**{**asdict(base), "rows": rows}))
+        fout, rows = max(CHANNEL_GRID, int(round(base.fout * r / CHANNEL_GRID)) * CHANNEL_GRID), max(1, int(round(base.rows * r)))
+        for part in (Sample(**{**asdict(base), "fout": fout}), Sample(**{**asdict(base), "rows": rows})):
+            if part.macs < base.macs and part not in out:
+                out.append(part)
     return out
 
 
@@ -128,23 +152,26 @@ def model_samples(graph: Graph) -> list[Sample]:
 def random_samples(family: str, n: int, seed: int) -> list[Sample]:
     """Draws over CoDL's ranges (H/W up to 640, IC 3-4096, OC 32-4096, kernel 1-9,
     stride 1-2), kept to at most ~2 GMACs so a profile stays affordable; transformer-like
-    linear shapes."""
+    linear shapes. Channel counts are on the channel grid, as in real networks, except
+    the 3 or 4 input channels of a first layer (one conv in eight)."""
     rng = random.Random(seed)
     out: list[Sample] = []
+
+    def channels(lo: float, hi: float) -> int:
+        return max(CHANNEL_GRID, int(round(2 ** rng.uniform(lo, hi) / CHANNEL_GRID)) * CHANNEL_GRID)
+
     while len(out) < n:
         if family == "conv":
             k = rng.choice([1, 1, 3, 3, 3, 5, 7, 9])
             s = rng.choice([1, 1, 2])
             h = int(2 ** rng.uniform(2, np.log2(640)))
-            ic = int(2 ** rng.uniform(np.log2(3), 12))
-            oc = int(2 ** rng.uniform(5, 12))
+            ic = rng.choice([3, 4]) if rng.random() < 0.125 else channels(3, 12)
+            oc = channels(5, 12)
             sample = Sample("conv", ic, oc, h, h, k, s, k // 2, k // 2, k // 2)
-            macs, weights = ic * oc * k * k * (h // s) ** 2, ic * oc * k * k
         else:
             rows = int(2 ** rng.uniform(0, 12))
-            fin, fout = (int(2 ** rng.uniform(6, 13)) for _ in range(2))
-            sample = Sample("linear", rows=rows, fin=fin, fout=fout)
-            macs, weights = rows * fin * fout, fin * fout
+            sample = Sample("linear", rows=rows, fin=channels(6, 13), fout=channels(6, 13))
+        macs, weights = sample.macs, sample.weights
         if macs <= 2e9 and weights <= 2 ** 25:
             out.append(sample)
     return out
