@@ -19,8 +19,8 @@ from codl.ir.regions import full_box, with_axis
 from codl.predict import (AnalyticPredictor, FlopsPredictor, HardwareParams, OpConfig, config_of, features,
                           load_predictor, nnls_relative)
 
-CPU = HardwareParams("cpu", units=8, block=64)
-GPU = HardwareParams("gpu", units=132, tile_m=128, tile_n=64)
+CPU = HardwareParams("cpu", units=8, tiles=((32, 32),))  # one blocking: the model is linear in its features
+GPU = HardwareParams("gpu", units=132, tiles=((128, 64),))
 
 
 def random_convs(n: int, seed: int) -> list[OpConfig]:
@@ -35,13 +35,33 @@ def random_convs(n: int, seed: int) -> list[OpConfig]:
 
 @pytest.mark.parametrize("hw", [CPU, GPU])
 def test_analytic_model_recovers_unit_costs(hw: HardwareParams) -> None:
-    truth = np.array([2e-9, 5e-7, 3e-7, 0.02])  # ms per unit of each feature; dispatch 20 us
+    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 0.02])  # ms per unit of each feature; dispatch 20 us
     configs = random_convs(300, 0)
-    times = [float(np.dot(features(c, hw), truth)) for c in configs]
+    times = [float(np.dot(features(c, hw)[0], truth)) for c in configs]
     model = AnalyticPredictor("conv", hw).fit(configs, times)
-    np.testing.assert_allclose(model.coef_, truth, rtol=1e-6)
+    assert set(model.coef_) == {"all", "conv", "conv1x1"}  # regimes with enough samples get their own
+    for w in model.coef_.values():
+        np.testing.assert_allclose(w[0], truth, rtol=1e-4)  # (kept to 5 significant digits)
     held_out = random_convs(100, 1)
-    np.testing.assert_allclose(model.predict(held_out), [np.dot(features(c, hw), truth) for c in held_out], rtol=1e-6)
+    expected = [np.dot(features(c, hw)[0], truth) for c in held_out]
+    np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-4)
+
+
+def test_analytic_model_finds_the_faster_kernel() -> None:
+    """Latencies from two kernels, the library taking the faster one for each shape: a
+    small-tile kernel with a higher cost per multiply-add and a large-tile kernel whose
+    waves are coarse. The model fitted with both blockings as candidates follows the
+    switch; each blocking alone cannot."""
+    hw = HardwareParams("gpu", units=132, tiles=((32, 32), (256, 128)))
+    slow_small, coarse_big = np.array([4e-3, 0, 0, 0, 0.004]), np.array([1e-3, 0, 0, 0, 0.008])
+    truth = lambda cs: np.array([min(np.dot(f[0], slow_small), np.dot(f[1], coarse_big))  # noqa: E731
+                                 for f in (features(c, hw) for c in cs)])
+    train, test = random_convs(400, 9), random_convs(200, 10)
+    both = AnalyticPredictor("conv", hw).fit(train, truth(train))
+    assert within(both.predict(test), truth(test), 0.05) >= 0.9
+    for tile in hw.tiles:
+        alone = AnalyticPredictor("conv", HardwareParams("gpu", 132, (tile,))).fit(train, truth(train))
+        assert within(alone.predict(test), truth(test), 0.05) < within(both.predict(test), truth(test), 0.05) - 0.1
 
 
 def within(pred: np.ndarray, true: np.ndarray, tol: float = 0.10) -> float:
@@ -52,9 +72,9 @@ def test_analytic_beats_flops_on_stepped_latency() -> None:
     """Latencies with a wave staircase and 3% noise: the ceil-based model keeps most
     predictions within 10%, a FLOPs-linear one cannot follow the steps."""
     rng = np.random.default_rng(2)
-    truth = np.array([3e-9, 0.0, 0.0, 0.01])
+    truth = np.array([3e-3, 0.0, 0.0, 0.0, 0.01])
     train, test = random_convs(400, 3), random_convs(200, 4)
-    noisy = lambda cs: np.array([np.dot(features(c, GPU), truth) for c in cs]) * rng.normal(1, 0.03, len(cs))  # noqa: E731
+    noisy = lambda cs: np.array([np.dot(features(c, GPU)[0], truth) for c in cs]) * rng.normal(1, 0.03, len(cs))  # noqa: E731
     y_train, y_test = noisy(train), noisy(test)
     analytic = AnalyticPredictor("conv", GPU).fit(train, y_train)
     flops = FlopsPredictor("conv", GPU).fit(train, y_train)
@@ -96,7 +116,11 @@ def test_bad_predictor_files_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(CodlError, match="fitted on another machine or software: cpu 'Some Other CPU'"):
         load_predictor(other, expect_fingerprint=fingerprint())
     with pytest.raises(CodlError, match="do not match this version's"):
-        load_predictor({**data, "features": ["a", "b"], "coef_ms": [1.0, 2.0]})
+        load_predictor({**data, "features": ["a", "b"]})
+    with pytest.raises(CodlError, match="do not match this version's"):
+        load_predictor({**data, "coef_ms": {"all": [[1.0, 2.0]]}})
+    with pytest.raises(CodlError, match="malformed predictor file"):
+        load_predictor({**data, "coef_ms": [1.0, 2.0]})
     with pytest.raises(CodlError, match="not fitted"):
         AnalyticPredictor("conv", CPU).predict(random_convs(1, 0))
     json.dumps(data)  # serialisable as is

@@ -19,18 +19,15 @@ from .features import HardwareParams, OpConfig
 from .forest import ForestPredictor
 from .linear_model import AnalyticPredictor, FlopsPredictor
 
-CPU_BLOCKS = (16, 32, 64, 128, 256)
-GPU_TILES = ((64, 64), (128, 64), (128, 128), (256, 128))
-
-
 def hardware_candidates(processor: dict) -> list[HardwareParams]:
-    """Block or tile sizes the analytic model may assume for a processor (as
-    ``Processor.describe()`` or a profile's settings record it); fitting keeps the one
-    that explains the training data best."""
+    """The processor parameters the analytic model may assume (as
+    ``Processor.describe()`` or a profile's settings record the processor); fitting
+    keeps the one that explains the training data best. The candidate blockings are
+    inside each (:class:`HardwareParams`), so one per processor for now."""
     if processor["device"] == "cpu":
-        return [HardwareParams("cpu", int(processor["threads"]), block=b) for b in CPU_BLOCKS]
+        return [HardwareParams("cpu", int(processor["threads"]))]
     units = int(processor.get("sm_limit") or processor.get("sms") or 1)
-    return [HardwareParams("gpu", units, tile_m=m, tile_n=n) for m, n in GPU_TILES]
+    return [HardwareParams("gpu", units)]
 
 
 def score(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -55,7 +52,7 @@ def model_size_bytes(model: Any) -> int:
     """Bytes of the JSON a model needs to predict (without the artifact header)."""
     data = model.to_json()
     keep = ("predictor", "family", "hardware", "features", "coef_ms", "trees")
-    return len(json.dumps({k: data[k] for k in keep if k in data}))
+    return len(json.dumps({k: data[k] for k in keep if k in data}, separators=(",", ":")))
 
 
 def forest_available() -> bool:

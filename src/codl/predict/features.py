@@ -5,13 +5,14 @@ An :class:`OpConfig` is what a latency depends on: the op family, the shapes of 
 (possibly partial) op, and its window parameters. ``features(config, hw)`` turns it
 into named, non-negative numbers built the way CoDL's predictor builds them (seed 003,
 Table 1): work is cut into blocks spread over the processor's parallel units, and the
-stepped response comes from ceilings:
+stepped response comes from ceilings (waves of tiles over SMs, blocks over cores).
+Each feature's coefficient is the time of one basic unit, learned by linear regression;
+a constant feature carries the dispatch time (seed 000).
 
-    conv as GEMM on a CPU:  ceil(M*N / (block * cores)) * block * K      (multiply-adds per core)
-    conv on a GPU:          ceil(tiles / SMs) * tile_m * tile_n * K        (work per wave)
-
-Each feature's coefficient is then the time of one basic unit, learned by linear
-regression; a constant feature carries the dispatch time (seed 000).
+Unlike CoDL's own OpenCL kernels, cuDNN, cuBLAS and oneDNN pick among many kernels by
+shape, so the features are computed for several candidate blockings and the model
+(:class:`codl.predict.AnalyticPredictor`) predicts the fastest candidate, per kernel
+regime (:func:`regime`).
 """
 
 from __future__ import annotations
@@ -52,16 +53,32 @@ class OpConfig:
         return asdict(self)
 
 
+# Candidate output blockings (rows x columns of the GEMM view) a library may pick from:
+# GPU thread-block tiles of implicit-GEMM and GEMM kernels; CPU register/cache blocks.
+GPU_TILES = ((32, 64), (64, 32), (64, 64), (128, 64), (64, 128), (128, 128), (128, 256), (256, 128))
+CPU_TILES = ((6, 16), (6, 64), (14, 32), (32, 32), (64, 64), (1, 64))
+
+
 @dataclass(frozen=True)
 class HardwareParams:
-    """What the features need to know about a processor: parallel units (CPU threads or
-    GPU SMs) and the block/tile sizes the analytic model assumes for it."""
+    """What the features need to know about a processor: its parallel units (CPU
+    threads or GPU SMs) and the candidate blockings its kernels may use (default: the
+    kind's usual ones)."""
 
     kind: str  # "cpu" or "gpu"
     units: int
-    block: int = 64  # CPU: output elements one core computes per block
-    tile_m: int = 128  # GPU: output tile a thread block computes
-    tile_n: int = 64
+    tiles: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def candidates(self) -> tuple[tuple[int, int], ...]:
+        return self.tiles or (GPU_TILES if self.kind == "gpu" else CPU_TILES)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "units": self.units, "tiles": [list(t) for t in self.tiles]}
+
+    @staticmethod
+    def from_json(data: dict) -> "HardwareParams":
+        return HardwareParams(str(data["kind"]), int(data["units"]), tuple(tuple(int(v) for v in t) for t in data.get("tiles", ())))
 
 
 def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
@@ -84,28 +101,47 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
     raise ValueError(f"no latency features for {node.op.value}; featured families: {FAMILIES}")
 
 
+FEATURES = ("tile_macs", "tile_loads", "waves", "bytes", "dispatch")
+
+
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
     if family not in FAMILIES:
         raise ValueError(f"unknown op family {family!r}; featured families: {FAMILIES}")
-    if hw.kind == "cpu":
-        return ("mac_blocks", "out_blocks", "in_per_core", "dispatch")
-    return ("mac_waves", "out_waves", "in_bytes", "dispatch")
+    return FEATURES
 
 
-def features(config: OpConfig, hw: HardwareParams) -> list[float]:
-    """Named features (see :func:`feature_names`) of ``config`` on ``hw``."""
-    if hw.kind == "cpu":
-        blocks = math.ceil(config.m * config.n / (hw.block * hw.units))
-        return [float(blocks * hw.block * config.k),  # multiply-adds one core does
-                float(math.ceil(config.out_elems / (hw.block * hw.units)) * hw.block),  # writes per core
-                float(config.in_elems / hw.units),  # input read / packed per core
-                1.0]
-    tiles = math.ceil(config.m / hw.tile_m) * math.ceil(config.n / hw.tile_n)
-    waves = math.ceil(tiles / hw.units)
-    return [float(waves * hw.tile_m * hw.tile_n * config.k),  # work of the busiest SM
-            float(waves * hw.tile_m * hw.tile_n),
-            float(config.in_elems),  # bytes moved, in elements
-            1.0]
+def regime(config: OpConfig) -> str:
+    """The kernel family a library runs an op with, by the op's shape: GEMM for
+    linears; for convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8
+    input channels (their own direct kernels), and the rest (implicit GEMM / direct)."""
+    if config.family == "linear":
+        return "gemm"
+    if config.kernel == 1:
+        return "conv1x1"
+    return "conv_small_ic" if config.k // (config.kernel * config.kernel) < 8 else "conv"
+
+
+def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
+    """Named features (:data:`FEATURES`) of ``config`` for each candidate blocking of
+    ``hw``, one row per candidate. For a blocking of tm x tn output elements, the
+    tiles are spread over the units in waves, and a wave costs its multiply-adds and
+    its operand loads (CoDL's ceil-based counts, seed 003):
+
+        waves      = ceil(ceil(M / tm) * ceil(N / tn) / units)
+        tile_macs  = waves * tm * tn * K'         (K' = K rounded up to the kernel's step)
+        tile_loads = waves * (min(tm, M) + min(tn, N)) * K'
+        bytes      = elements read and written (input, weights, output)
+
+    (in millions, to keep the fit well conditioned); ``dispatch`` is the constant."""
+    m, n, k = config.m, config.n, config.k
+    step = 64 if hw.kind == "gpu" else 16
+    kk = math.ceil(k / step) * step
+    moved = (config.in_elems + n * k + config.out_elems) / 1e6
+    rows = []
+    for tm, tn in hw.candidates:
+        waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) / hw.units)
+        rows.append([waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), moved, 1.0])
+    return rows
 
 
 RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import CodlError
 from ..fingerprint import SCHEMA_VERSION, artifact_header
-from .features import HardwareParams, OpConfig, feature_names, features
+from .features import HardwareParams, OpConfig, feature_names, features, regime
 
 
 def nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -72,7 +72,7 @@ class _LinearLatencyModel:
 
     def to_json(self) -> dict[str, Any]:
         return {**artifact_header("predictor"), "predictor": self.kind, "family": self.family,
-                "hardware": self.hw.__dict__, "features": list(self.feature_names), "coef_ms": list(self.coef_)}
+                "hardware": self.hw.to_json(), "features": list(self.feature_names), "coef_ms": list(self.coef_)}
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -83,15 +83,92 @@ class _LinearLatencyModel:
             json.dump(self.to_json(), f)
 
 
-class AnalyticPredictor(_LinearLatencyModel):
-    kind = "analytic"
+def _significant(w: np.ndarray, digits: int = 5) -> np.ndarray:
+    """Coefficients rounded to ``digits`` significant digits (what the JSON keeps)."""
+    return np.array([float(f"{v:.{digits}g}") for v in w.ravel()]).reshape(w.shape)
 
-    def _features(self, config: OpConfig) -> list[float]:
-        return features(config, self.hw)
+
+def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 15) -> np.ndarray:
+    """Coefficients W (candidates x features) so that min_c f[i, c] @ W[c] fits y[i] in
+    relative error: each candidate is refitted (non-negative least squares) on the
+    samples it is currently the fastest for, a candidate that is the fastest for too
+    few samples is made slower, and the best iterate on the training error is kept
+    (the way convex piecewise-linear models are fitted). f: (samples, candidates, features)."""
+    n, c, k = f.shape
+    w = np.array([nnls_relative(f[:, j, :], y) for j in range(c)])
+    best, best_err = w.copy(), np.inf
+    for _ in range(iters):
+        pred = np.einsum("ncf,cf->nc", f, w)
+        pred = np.where(pred > 0, pred, np.inf)
+        err = float(np.mean(((pred.min(axis=1) - y) / y) ** 2))
+        if err < best_err:
+            best, best_err = w.copy(), err
+        pick = pred.argmin(axis=1)
+        for j in range(c):
+            mine = pick == j
+            w[j] = nnls_relative(f[mine, j, :], y[mine]) if mine.sum() >= k + 3 else w[j] * 1.5
+    return best
+
+
+class AnalyticPredictor:
+    """CoDL's analytic model for libraries with many kernels: per kernel regime
+    (:func:`codl.predict.features.regime`), one linear model per candidate blocking
+    on its ceil-based features, and the prediction is the fastest candidate (the
+    library picks its kernel by shape). Regimes with too few samples to fit share a
+    model fitted on all of the family's samples."""
+
+    kind = "analytic"
+    MIN_SAMPLES = 30
+
+    def __init__(self, family: str, hw: HardwareParams) -> None:
+        self.family, self.hw = family, hw
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
+
+    def _tensor(self, configs: Sequence[OpConfig]) -> np.ndarray:
+        for c in configs:
+            if c.family != self.family:
+                raise CodlError(f"{self.kind} predictor for {self.family!r} got a {c.family!r} op")
+        return np.array([features(c, self.hw) for c in configs], dtype=np.float64)
+
+    def fit(self, configs: Sequence[OpConfig], times_ms: Sequence[float]) -> "AnalyticPredictor":
+        y = np.asarray(times_ms, dtype=np.float64)
+        if len(configs) != len(y) or len(y) == 0:
+            raise CodlError(f"fit needs as many times as configs (got {len(configs)} and {len(y)})")
+        f = self._tensor(configs)
+        regimes = np.array([regime(c) for c in configs])
+        self.coef_: dict[str, np.ndarray] = {"all": _significant(fit_min_of_linear(f, y))}
+        for name in sorted(set(regimes)):
+            mine = regimes == name
+            if mine.sum() >= self.MIN_SAMPLES:
+                self.coef_[name] = _significant(fit_min_of_linear(f[mine], y[mine]))
+        if len(self.coef_) == 2:  # one regime: "all" is the same model
+            self.coef_ = {k: v for k, v in self.coef_.items() if k != "all"} | {"all": self.coef_["all"]}
+        return self
+
+    def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
+        """Predicted latency in ms of each config."""
+        if not hasattr(self, "coef_"):
+            raise CodlError(f"this {self.kind} predictor is not fitted")
+        out = np.empty(len(configs))
+        for i, c in enumerate(configs):
+            if c.family != self.family:
+                raise CodlError(f"{self.kind} predictor for {self.family!r} got a {c.family!r} op")
+            w = self.coef_.get(regime(c), self.coef_["all"])
+            pred = [float(np.dot(row, wc)) for row, wc in zip(features(c, self.hw), w)]
+            out[i] = min((p for p in pred if p > 0), default=max(pred))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {**artifact_header("predictor"), "predictor": self.kind, "family": self.family,
+                "hardware": self.hw.to_json(), "features": list(self.feature_names),
+                "coef_ms": {k: v.tolist() for k, v in self.coef_.items()}}
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, separators=(",", ":"))
 
 
 class FlopsPredictor(_LinearLatencyModel):
@@ -105,7 +182,7 @@ class FlopsPredictor(_LinearLatencyModel):
         return ("macs", "dispatch")
 
 
-PREDICTORS = {p.kind: p for p in (AnalyticPredictor, FlopsPredictor)}
+PREDICTORS: dict[str, Any] = {p.kind: p for p in (AnalyticPredictor, FlopsPredictor)}
 
 
 def load_predictor(data: dict[str, Any] | str, expect_fingerprint: dict[str, Any] | None = None) -> _LinearLatencyModel:
@@ -134,11 +211,18 @@ def load_predictor(data: dict[str, Any] | str, expect_fingerprint: dict[str, Any
         return ForestPredictor.from_json(data)  # type: ignore[return-value]
     try:
         cls = PREDICTORS[data["predictor"]]
-        model = cls(data["family"], HardwareParams(**data["hardware"]))
-        coef = np.asarray(data["coef_ms"], dtype=np.float64)
-    except (KeyError, TypeError) as e:
+        model = cls(data["family"], HardwareParams.from_json(data["hardware"]))
+        if isinstance(model, AnalyticPredictor):
+            coef: Any = {k: np.asarray(v, dtype=np.float64) for k, v in data["coef_ms"].items()}
+            shapes = {v.shape for v in coef.values()}
+            expected = {(len(model.hw.candidates), len(model.feature_names))}
+            ok = "all" in coef and shapes == expected
+        else:
+            coef = np.asarray(data["coef_ms"], dtype=np.float64)
+            ok = coef.shape == (len(model.feature_names),)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CodlError(f"malformed predictor file: {e}") from None
-    if coef.shape != (len(model.feature_names),) or list(data.get("features", [])) != list(model.feature_names):
+    if not ok or list(data.get("features", [])) != list(model.feature_names):
         raise CodlError(f"predictor features {data.get('features')} do not match this version's "
                         f"{list(model.feature_names)}")
     model.coef_ = coef
