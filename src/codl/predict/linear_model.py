@@ -88,7 +88,7 @@ def _significant(w: np.ndarray, digits: int = 5) -> np.ndarray:
     return np.array([float(f"{v:.{digits}g}") for v in w.ravel()]).reshape(w.shape)
 
 
-def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 15) -> np.ndarray:
+def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 40) -> np.ndarray:
     """Coefficients W (candidates x features) so that min_c f[i, c] @ W[c] fits y[i] in
     relative error: each candidate is refitted (non-negative least squares) on the
     samples it is currently the fastest for, a candidate that is the fastest for too
