@@ -39,9 +39,10 @@ def test_analytic_model_recovers_unit_costs(hw: HardwareParams) -> None:
     configs = random_convs(300, 0)
     times = [float(np.dot(features(c, hw)[0], truth)) for c in configs]
     model = AnalyticPredictor("conv", hw).fit(configs, times)
-    assert set(model.coef_) == {"all", "conv", "conv1x1"}  # regimes with enough samples get their own
-    for w in model.coef_.values():
-        np.testing.assert_allclose(w[0], truth, rtol=1e-4)  # (kept to 5 significant digits)
+    assert set(model.models_) == {"conv", "conv1x1"}  # regimes with enough samples get their own
+    for m in model.models_.values():
+        assert m["candidates"] == [0]
+        np.testing.assert_allclose(m["coef_ms"][0], truth, rtol=1e-4)  # (kept to 5 significant digits)
     held_out = random_convs(100, 1)
     expected = [np.dot(features(c, hw)[0], truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-4)
@@ -117,8 +118,10 @@ def test_bad_predictor_files_fail_clearly(tmp_path: Path) -> None:
         load_predictor(other, expect_fingerprint=fingerprint())
     with pytest.raises(CodlError, match="do not match this version's"):
         load_predictor({**data, "features": ["a", "b"]})
+    regime = next(iter(data["coef_ms"]))
+    short = {**data["coef_ms"], regime: {**data["coef_ms"][regime], "coef_ms": [[1.0, 2.0]]}}
     with pytest.raises(CodlError, match="do not match this version's"):
-        load_predictor({**data, "coef_ms": {"all": [[1.0, 2.0]]}})
+        load_predictor({**data, "coef_ms": short})
     with pytest.raises(CodlError, match="malformed predictor file"):
         load_predictor({**data, "coef_ms": [1.0, 2.0]})
     with pytest.raises(CodlError, match="not fitted"):

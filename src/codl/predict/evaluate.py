@@ -51,7 +51,7 @@ def fit_analytic(family: str, configs: Sequence[OpConfig], times: Sequence[float
 def model_size_bytes(model: Any) -> int:
     """Bytes of the JSON a model needs to predict (without the artifact header)."""
     data = model.to_json()
-    keep = ("predictor", "family", "hardware", "features", "coef_ms", "trees")
+    keep = ("predictor", "family", "hardware", "features", "default", "coef_ms", "trees")
     return len(json.dumps({k: data[k] for k in keep if k in data}, separators=(",", ":")))
 
 

@@ -153,3 +153,13 @@ def raw_features(config: OpConfig) -> list[float]:
     return [math.log(max(config.m, 1)), math.log(max(config.n, 1)), math.log(max(config.k, 1)),
             math.log(max(config.in_elems, 1)), math.log(max(config.out_elems, 1)), float(config.group),
             float(config.kernel), float(config.stride), math.log(max(config.macs, 1))]
+
+
+GATE_FEATURES = ("log_m", "log_n", "log_k", "kernel", "stride")
+
+
+def gate_features(config: OpConfig) -> list[float]:
+    """What the analytic model's kernel gate looks at (named in GATE_FEATURES): the
+    GEMM's sizes, log-scaled, and the window, as a library's heuristics do."""
+    return [math.log(max(config.m, 1)), math.log(max(config.n, 1)), math.log(max(config.k, 1)),
+            float(config.kernel), float(config.stride)]

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import CodlError
 from ..fingerprint import SCHEMA_VERSION, artifact_header
-from .features import HardwareParams, OpConfig, feature_names, features, regime
+from .features import HardwareParams, OpConfig, feature_names, features, gate_features, regime
+from .tree import fit_tree, tree_predict
 
 
 def nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -110,15 +111,35 @@ def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 40) -> np.ndarr
     return best
 
 
+def refine_by_error(f: np.ndarray, y: np.ndarray, w: np.ndarray, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Refit each candidate on the samples it explains best (k-plane regression), from
+    ``w``; returns the coefficients and each sample's best candidate."""
+    k = f.shape[2]
+    w = w.copy()
+    for _ in range(iters):
+        err = np.abs(np.einsum("ncf,cf->nc", f, w) - y[:, None]) / y[:, None]
+        pick = err.argmin(axis=1)
+        for j in range(f.shape[1]):
+            mine = pick == j
+            if mine.sum() >= k + 3:
+                w[j] = nnls_relative(f[mine, j, :], y[mine])
+    err = np.abs(np.einsum("ncf,cf->nc", f, w) - y[:, None]) / y[:, None]
+    return w, err.argmin(axis=1)
+
+
 class AnalyticPredictor:
-    """CoDL's analytic model for libraries with many kernels: per kernel regime
-    (:func:`codl.predict.features.regime`), one linear model per candidate blocking
-    on its ceil-based features, and the prediction is the fastest candidate (the
-    library picks its kernel by shape). Regimes with too few samples to fit share a
-    model fitted on all of the family's samples."""
+    """CoDL's analytic model for libraries with many kernels. Per kernel regime
+    (:func:`codl.predict.features.regime`): one linear model per candidate blocking on
+    its ceil-based features, and a small gate (a classification tree of at most
+    ``GATE_LEAVES`` leaves on the GEMM's sizes, :func:`gate_features`) that says which
+    candidate the library runs for a shape. Fitting: candidates start as a
+    fastest-candidate model (:func:`fit_min_of_linear`), are refined on the samples each
+    explains best, and the gate learns that assignment. Only candidates the gate uses
+    are kept. A regime without enough samples uses the regime fitted on most."""
 
     kind = "analytic"
     MIN_SAMPLES = 30
+    GATE_LEAVES = 12
 
     def __init__(self, family: str, hw: HardwareParams) -> None:
         self.family, self.hw = family, hw
@@ -127,48 +148,77 @@ class AnalyticPredictor:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
 
-    def _tensor(self, configs: Sequence[OpConfig]) -> np.ndarray:
+    def _check(self, configs: Sequence[OpConfig]) -> None:
         for c in configs:
             if c.family != self.family:
                 raise CodlError(f"{self.kind} predictor for {self.family!r} got a {c.family!r} op")
-        return np.array([features(c, self.hw) for c in configs], dtype=np.float64)
+
+    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> dict[str, Any]:
+        f = np.array([features(c, self.hw) for c in configs], dtype=np.float64)
+        w, pick = refine_by_error(f, y, fit_min_of_linear(f, y))
+        gate = fit_tree(np.array([gate_features(c) for c in configs]), pick, self.GATE_LEAVES)
+        used = sorted({int(node[1]) for node in gate if node[0] < 0})
+        for node in gate:  # leaves name positions in the kept candidates; thresholds kept to 4 digits
+            if node[0] < 0:
+                node[1] = used.index(int(node[1]))
+            else:
+                node[1] = float(f"{node[1]:.4g}")
+        return {"candidates": used, "coef_ms": _significant(w[used]).tolist(), "gate": gate}
 
     def fit(self, configs: Sequence[OpConfig], times_ms: Sequence[float]) -> "AnalyticPredictor":
         y = np.asarray(times_ms, dtype=np.float64)
         if len(configs) != len(y) or len(y) == 0:
             raise CodlError(f"fit needs as many times as configs (got {len(configs)} and {len(y)})")
-        f = self._tensor(configs)
-        regimes = np.array([regime(c) for c in configs])
-        self.coef_: dict[str, np.ndarray] = {"all": _significant(fit_min_of_linear(f, y))}
-        for name in sorted(set(regimes)):
-            mine = regimes == name
-            if mine.sum() >= self.MIN_SAMPLES:
-                self.coef_[name] = _significant(fit_min_of_linear(f[mine], y[mine]))
-        if len(self.coef_) == 2:  # one regime: "all" is the same model
-            self.coef_ = {k: v for k, v in self.coef_.items() if k != "all"} | {"all": self.coef_["all"]}
+        self._check(configs)
+        names = [regime(c) for c in configs]
+        counts = {n: names.count(n) for n in set(names)}
+        self.models_: dict[str, dict[str, Any]] = {}
+        for name in sorted(n for n, k in counts.items() if k >= self.MIN_SAMPLES):
+            mine = [i for i, n in enumerate(names) if n == name]
+            self.models_[name] = self._fit_regime([configs[i] for i in mine], y[mine])
+        if not self.models_:
+            self.models_["all"] = self._fit_regime(configs, y)
+            self.default_ = "all"
+        else:
+            self.default_ = max(self.models_, key=lambda n: counts[n])
         return self
 
     def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
         """Predicted latency in ms of each config."""
-        if not hasattr(self, "coef_"):
+        if not hasattr(self, "models_"):
             raise CodlError(f"this {self.kind} predictor is not fitted")
+        self._check(configs)
         out = np.empty(len(configs))
         for i, c in enumerate(configs):
-            if c.family != self.family:
-                raise CodlError(f"{self.kind} predictor for {self.family!r} got a {c.family!r} op")
-            w = self.coef_.get(regime(c), self.coef_["all"])
-            pred = [float(np.dot(row, wc)) for row, wc in zip(features(c, self.hw), w)]
-            out[i] = min((p for p in pred if p > 0), default=max(pred))
+            model = self.models_.get(regime(c)) or self.models_[self.default_]
+            slot = tree_predict(model["gate"], gate_features(c))
+            rows = features(c, self.hw)
+            out[i] = sum(a * b for a, b in zip(rows[model["candidates"][slot]], model["coef_ms"][slot]))
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {**artifact_header("predictor"), "predictor": self.kind, "family": self.family,
-                "hardware": self.hw.to_json(), "features": list(self.feature_names),
-                "coef_ms": {k: v.tolist() for k, v in self.coef_.items()}}
+                "hardware": self.hw.to_json(), "features": list(self.feature_names), "default": self.default_,
+                "coef_ms": self.models_}
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_json(), f, separators=(",", ":"))
+
+    def _load(self, data: dict[str, Any]) -> bool:
+        """Take the fitted state from a saved model; False if it does not fit this version."""
+        models, default = data["coef_ms"], data["default"]
+        n_cand, n_feat = len(self.hw.candidates), len(self.feature_names)
+        for m in models.values():
+            used, coef, gate = m["candidates"], m["coef_ms"], m["gate"]
+            if (len(coef) != len(used) or any(len(r) != n_feat for r in coef)
+                    or any(not 0 <= int(u) < n_cand for u in used)
+                    or any((len(n) != 2 or not 0 <= int(n[1]) < len(used)) if n[0] < 0 else len(n) != 4 for n in gate)):
+                return False
+        if default not in models:
+            return False
+        self.models_, self.default_ = models, default
+        return True
 
 
 class FlopsPredictor(_LinearLatencyModel):
@@ -213,17 +263,14 @@ def load_predictor(data: dict[str, Any] | str, expect_fingerprint: dict[str, Any
         cls = PREDICTORS[data["predictor"]]
         model = cls(data["family"], HardwareParams.from_json(data["hardware"]))
         if isinstance(model, AnalyticPredictor):
-            coef: Any = {k: np.asarray(v, dtype=np.float64) for k, v in data["coef_ms"].items()}
-            shapes = {v.shape for v in coef.values()}
-            expected = {(len(model.hw.candidates), len(model.feature_names))}
-            ok = "all" in coef and shapes == expected
+            ok = model._load(data)
         else:
             coef = np.asarray(data["coef_ms"], dtype=np.float64)
             ok = coef.shape == (len(model.feature_names),)
+            model.coef_ = coef
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CodlError(f"malformed predictor file: {e}") from None
     if not ok or list(data.get("features", [])) != list(model.feature_names):
         raise CodlError(f"predictor features {data.get('features')} do not match this version's "
                         f"{list(model.feature_names)}")
-    model.coef_ = coef
     return model
