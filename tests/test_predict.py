@@ -203,3 +203,19 @@ def test_transfer_profile_on_cpu(tmp_path) -> None:
     bad.write_text("kind,bytes\nh2d,1\n")
     with pytest.raises(CodlError, match="not a codl data-sharing profile"):
         load_transfers(bad)
+
+
+def test_gate_tree_learns_axis_aligned_classes() -> None:
+    from codl.predict.tree import fit_tree, tree_predict
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 10, (600, 3))
+    y = (x[:, 0] > 5).astype(int) + 2 * (x[:, 2] > 3).astype(int)  # four classes, two cuts
+    tree = fit_tree(x, y, max_leaves=8)
+    assert sum(node[0] < 0 for node in tree) <= 8
+    test = rng.uniform(0, 10, (200, 3))
+    truth = (test[:, 0] > 5).astype(int) + 2 * (test[:, 2] > 3).astype(int)
+    assert np.mean([tree_predict(tree, r) == t for r, t in zip(test, truth)]) > 0.97
+    assert fit_tree(x, np.zeros(600, dtype=int)) == [[-1, 0.0]]  # nothing to split
+    stump = fit_tree(x, y, max_leaves=2)
+    assert len(stump) == 3 and stump[0][0] in (0, 2)  # the first split is on a feature that matters
