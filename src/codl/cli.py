@@ -270,6 +270,8 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
     results = evaluate(rows, described, args.seed)
     noise = noise_floor(path)
     print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op)")
+    if not noise:
+        print("noise floor: not measured (profiled in one pass; `codl profile --passes 2` measures it)")
     for family, n in noise.items():
         print(f"noise floor, {family}: two passes of the same sample agree within +-10% for {n['within_10']:.1%} "
               f"(+-5%: {n['within_5']:.1%}) of {n['samples']} samples")

@@ -95,7 +95,12 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
     check_sidecar(path, processor)
     done = measured(path)
     samples = list(samples)
-    todo = [(p, b, s) for p in range(passes) for b, s in samples if (s.key, p) not in done]
+    todo, queued = [], set(done)
+    for p in range(passes):
+        for b, s in samples:  # a sample shared by two ops (a model's op and another's share) once
+            if (s.key, p) not in queued:
+                queued.add((s.key, p))
+                todo.append((p, b, s))
     new_file = not path.exists()
     start, added = time.perf_counter(), 0
     with path.open("a", newline="") as f:
@@ -134,6 +139,7 @@ def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
         raise CodlError(f"{path}: no such profile; run `codl profile` first")
     names = {f.name: f.type for f in fields(Sample)}
     by_key: dict[str, tuple[str, Sample, list[float]]] = {}
+    seen: set[tuple[str, str]] = set()
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames not in (COLUMNS, _FIRST_COLUMNS):
@@ -146,6 +152,9 @@ def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
                 raise CodlError(f"{path}:{n}: corrupted row ({e})") from None
             if not ms > 0:
                 raise CodlError(f"{path}:{n}: corrupted row (latency {row['median_ms']!r})")
+            if (row["key"], row.get("pass") or "0") in seen:  # measured twice in one pass: the first counts
+                continue
+            seen.add((row["key"], row.get("pass") or "0"))
             by_key.setdefault(row["key"], (row["base"], sample, []))[2].append(ms)
     return list(by_key.values())
 
