@@ -73,6 +73,9 @@ def test_profile_resumes_and_respects_the_budget(tmp_path: Path) -> None:
     other = Sample("conv", 4, 16, 12, 12, 3, 1, 1, 1, 1)  # an op whose share is a sample above
     shared = [(other, p) for _, p in pairs if p.family == "conv"][:2]
     assert run_profile(CPU, shared, path, budget_s=60, repeats=1, warmup=0, passes=1, progress=False) == 0
+    twice = [(other, pairs[0][1]), (pairs[0][0], pairs[0][1])]  # one sample under two ops, in one run
+    fresh = profile_path(CPU, tmp_path / "fresh")
+    assert run_profile(CPU, twice, fresh, budget_s=60, repeats=1, warmup=0, passes=2, progress=False) == 2
     # a second pass measures every sample again; the profile keeps both
     assert run_profile(CPU, pairs, path, budget_s=60, repeats=2, warmup=0, passes=2, progress=False) == len(pairs)
     passes = load_passes(path)
