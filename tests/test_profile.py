@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codl import zoo
@@ -139,6 +140,19 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
         for name, metrics in family.items():
             assert 0 <= metrics["within_10"] <= 1 and metrics["n_test"] > 0
             assert name == "forest" or metrics["size_bytes"] < 2048  # the light-weight models stay tiny
+    assert "noise floor, conv: two passes" in text  # two passes by default
+    models = tmp_path / "models"
+    assert main(["predictor", "fit", "--threads", "1", "--out", str(out), "--models", str(models)]) == 0
+    assert "analytic predictor fitted on" in capsys.readouterr().out
+    from codl.predict import load_predictor
+    from codl.profile import load_profile
+
+    rows = load_profile(next(out.glob("*.csv")))
+    for family in ("conv", "linear"):
+        (saved,) = models.glob(f"*.analytic.{family}.json")
+        model = load_predictor(str(saved))
+        configs = [s.config() for _, s, _ in rows if s.family == family]
+        assert model.family == family and np.all(model.predict(configs) > 0)
     assert main(["profile", "--ops", "pool", "--out", str(out)]) == 2
     assert "profiled op families are conv, linear" in capsys.readouterr().err
 

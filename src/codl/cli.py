@@ -254,19 +254,51 @@ def _profile_settings(path: Path) -> dict[str, Any]:
         raise CodlError(f"{side}: the profile's settings file is missing or corrupted ({e})") from None
 
 
-def cmd_predictor_eval(args: argparse.Namespace) -> int:
-    from .predict.evaluate import evaluate
-    from .profile import load_profile, noise_floor
+def _profile_rows(args: argparse.Namespace) -> tuple[Path, dict[str, Any], list]:
+    """The profile a predictor command works on, what it measured, and its rows."""
+    from .profile import load_profile
 
-    if args.transfers:
-        return _eval_transfers(args)
     if args.profile:  # any profile, possibly from another machine: its own settings say what it measured
         path = Path(args.profile)
         described = _profile_settings(path)["processor"]
     else:
         proc = _processor(args)
         path, described = _profile_file(args, proc), proc.describe()
-    rows = [(base, sample.config(), ms) for base, sample, ms in load_profile(path)]
+    return path, described, [(base, sample.config(), ms) for base, sample, ms in load_profile(path)]
+
+
+def cmd_predictor_fit(args: argparse.Namespace) -> int:
+    from .predict.evaluate import fit_analytic, hardware_candidates
+    from .predict.linear_model import FlopsPredictor
+
+    path, described, rows = _profile_rows(args)
+    out_dir = Path(args.models or path.parent)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for family in sorted({c.family for _, c, _ in rows}):
+        configs = [c for _, c, _ in rows if c.family == family]
+        times = [t for _, c, t in rows if c.family == family]
+        if args.predictor == "analytic":
+            model: Any = fit_analytic(family, configs, times, hardware_candidates(described))
+        elif args.predictor == "flops":
+            model = FlopsPredictor(family, hardware_candidates(described)[0]).fit(configs, times)
+        else:
+            from .predict.forest import ForestPredictor
+
+            model = ForestPredictor(family, seed=args.seed).fit(configs, times)
+        target = out_dir / f"{path.stem}.{args.predictor}.{family}.json"
+        model.save(str(target))
+        print(f"{family:<7} {args.predictor} predictor fitted on {len(configs)} samples: {target} "
+              f"({target.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_predictor_eval(args: argparse.Namespace) -> int:
+    from .predict.evaluate import evaluate
+    from .profile import noise_floor
+
+    if args.transfers:
+        return _eval_transfers(args)
+    path, described, rows = _profile_rows(args)
     results = evaluate(rows, described, args.seed)
     noise = noise_floor(path)
     print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op)")
@@ -349,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--transfers", action="store_true", help="evaluate the data-sharing model instead")
     ev.add_argument("--json")
     ev.set_defaults(fn=cmd_predictor_eval)
+    fi = pe.add_parser("fit", help="fit a predictor on a whole profile and save it (one JSON per op family)")
+    processor_args(fi)
+    fi.add_argument("--profile", help="profile CSV (default: this processor's in the cache)")
+    fi.add_argument("--out", help="directory the profile was written to")
+    fi.add_argument("--predictor", choices=("analytic", "flops", "forest"), default="analytic")
+    fi.add_argument("--models", help="directory for the model files (default: beside the profile)")
+    fi.set_defaults(fn=cmd_predictor_fit)
 
     b = sub.add_parser("bench", help="benchmarks of the executor").add_subparsers(dest="bench", required=True)
     o = b.add_parser("overhead", help="session vs reference with every node on one processor")
