@@ -293,15 +293,18 @@ def cmd_predictor_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_predictor_eval(args: argparse.Namespace) -> int:
-    from .predict.evaluate import evaluate
+    from .predict.evaluate import evaluate_splits
     from .profile import noise_floor
 
     if args.transfers:
         return _eval_transfers(args)
+    if args.splits < 1:
+        raise CodlError("--splits must be at least 1")
     path, described, rows = _profile_rows(args)
-    results = evaluate(rows, described, args.seed)
+    results = evaluate_splits(rows, described, range(args.seed, args.seed + args.splits))
     noise = noise_floor(path)
-    print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op)")
+    print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op"
+          + (f"; means over {args.splits} random splits, +-10% range in brackets)" if args.splits > 1 else ")"))
     if not noise:
         print("noise floor: not measured (profiled in one pass; `codl profile --passes 2` measures it)")
     for family, n in noise.items():
@@ -310,9 +313,10 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
     print(f"{'family':<8} {'predictor':<9} {'+-5%':>6} {'+-10%':>6} {'+-15%':>6} {'RMSPE':>7} {'bytes':>6} {'us/pred':>8} {'train/test':>11}")
     for family, models in results.items():
         for name, m in models.items():
+            spread = f" [{m['within_10_min']:.1%}-{m['within_10_max']:.1%}]" if args.splits > 1 else ""
             print(f"{family:<8} {name:<9} {m['within_5']:>6.1%} {m['within_10']:>6.1%} {m['within_15']:>6.1%} "
-                  f"{m['rmspe']:>7.3f} {m['size_bytes']:>6} {m['us_per_prediction']:>8.1f} "
-                  f"{m['n_train']:>5}/{m['n_test']:<5}")
+                  f"{m['rmspe']:>7.3f} {m['size_bytes']:>6.0f} {m['us_per_prediction']:>8.1f} "
+                  f"{m['n_train']:>5.0f}/{m['n_test']:<5.0f}{spread}")
     _write_json(args.json, {**artifact_header("predictor-eval"), "profile": str(path),
                             "processor": described, "noise_floor": noise, "results": results})
     return 0
@@ -379,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--profile", help="profile CSV (default: this processor's in the cache)")
     ev.add_argument("--out", help="directory the profile was written to")
     ev.add_argument("--transfers", action="store_true", help="evaluate the data-sharing model instead")
+    ev.add_argument("--splits", type=int, default=1, help="random train/test splits to average over (seeds from --seed)")
     ev.add_argument("--json")
     ev.set_defaults(fn=cmd_predictor_eval)
     fi = pe.add_parser("fit", help="fit a predictor on a whole profile and save it (one JSON per op family)")

@@ -94,3 +94,21 @@ def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed:
                                      "us_per_prediction": us_per_prediction(model, ec[0]),
                                      "n_train": len(train), "n_test": len(test)}
     return results
+
+
+def evaluate_splits(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seeds: Sequence[int],
+                    test_share: float = 0.3) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`evaluate` over several random splits (one per seed): each metric's mean,
+    with the lowest and highest +-10% share (``within_10_min`` / ``within_10_max``). A
+    single split can move the +-10% share by several points."""
+    runs = [evaluate(rows, processor, seed, test_share) for seed in seeds]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for family, models in runs[0].items():
+        out[family] = {}
+        for name in models:
+            per = [r[family][name] for r in runs if name in r.get(family, {})]
+            mean = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+            mean.update(within_10_min=min(p["within_10"] for p in per), within_10_max=max(p["within_10"] for p in per),
+                        splits=len(per))
+            out[family][name] = mean
+    return out
