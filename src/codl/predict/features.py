@@ -128,14 +128,20 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
     its operand loads (CoDL's ceil-based counts, seed 003):
 
         waves      = ceil(ceil(M / tm) * ceil(N / tn) / units)
-        tile_macs  = waves * tm * tn * K'         (K' = K rounded up to the kernel's step)
+        tile_macs  = waves * tm * tn * K'         (K' = K rounded up to the kernel's step;
+                                                   for convs, each tap's channels rounded up)
         tile_loads = waves * (min(tm, M) + min(tn, N)) * K'
         bytes      = elements read and written (input, weights, output)
 
     (in millions, to keep the fit well conditioned); ``dispatch`` is the constant."""
     m, n, k = config.m, config.n, config.k
-    step = 64 if hw.kind == "gpu" else 16
-    kk = math.ceil(k / step) * step
+    if config.family == "conv":  # the K loop runs per filter tap over channel chunks
+        taps = config.kernel * config.kernel
+        step = 32 if hw.kind == "gpu" else 16
+        kk = taps * math.ceil(k // taps / step) * step
+    else:
+        step = 64 if hw.kind == "gpu" else 16
+        kk = math.ceil(k / step) * step
     moved = (config.in_elems + n * k + config.out_elems) / 1e6
     rows = []
     for tm, tn in hw.candidates:
