@@ -42,10 +42,15 @@ def transfer_path(cpu: Processor, cuda: Processor | None, root: Path | None = No
     return op_path.with_name(op_path.name.replace("-", "-transfers-", 1))
 
 
+def _layout_side(nbytes: int) -> int:
+    """Height and width of the 64-channel fp32 activation of about ``nbytes``."""
+    return int(max(1, round((max(1, nbytes // 4) // 64) ** 0.5)))
+
+
 def _primitives(cuda: Processor | None, nbytes: int) -> dict[str, Callable[[], object]]:
     n = max(1, nbytes // 4)
     cpu32 = torch.randn(n)
-    side = int(max(1, round((n // 64) ** 0.5)))
+    side = _layout_side(nbytes)
     nchw = torch.randn(1, 64, side, side)
     prims: dict[str, Callable[[], object]] = {
         "cpu_convert": lambda: cpu32.to(torch.bfloat16),
@@ -68,8 +73,7 @@ def _primitives(cuda: Processor | None, nbytes: int) -> dict[str, Callable[[], o
 def _primitive_size(kind: str, nbytes: int) -> int:
     """Bytes a primitive reads (the size its model is linear in)."""
     if kind == "cpu_layout":
-        side = int(max(1, round((max(1, nbytes // 4) // 64) ** 0.5)))
-        return 64 * side * side * 4
+        return 64 * _layout_side(nbytes) ** 2 * 4
     return max(1, nbytes // 4) * 4
 
 
