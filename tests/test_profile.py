@@ -153,6 +153,8 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
         model = load_predictor(str(saved))
         configs = [s.config() for _, s, _ in rows if s.family == family]
         assert model.family == family and np.all(model.predict(configs) > 0)
+    assert main(["profile", "-d", "cpu,cpu", "--no-models", "--random", "4", "--threads", "1", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("0 new samples this run") == 2  # each device in turn (done already)
     assert main(["profile", "--ops", "pool", "--out", str(out)]) == 2
     assert "profiled op families are conv, linear" in capsys.readouterr().err
 

@@ -185,6 +185,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     from .profile import conv_parts, linear_parts, model_samples, random_samples, run_profile
 
+    devices = [d for d in args.device.split(",") if d]
+    if len(devices) > 1:  # each device in turn, with the settings that apply to it and its own budget
+        for device in devices:
+            cpu = device.partition(":")[0] == "cpu"
+            one = argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
+                                        "sm_limit": None if cpu else args.sm_limit})
+            if cmd_profile(one):
+                return 1
+        return 0
     proc = _processor(args)
     if args.transfers:
         return _profile_transfers(args, proc)
@@ -363,9 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
         q.add_argument("--seed", type=int, default=0)
 
-    pr = sub.add_parser("profile", help="measure op samples on a processor (resumable)")
+    pr = sub.add_parser("profile", help="measure op samples on a processor (resumable)",
+                        description="Measure op samples (or, with --transfers, data sharing) on a processor. "
+                                    "-d takes a comma-separated list (e.g. cpu,cuda) to profile each in turn.")
     processor_args(pr)
-    pr.add_argument("--budget", type=float, default=20.0, help="minutes to spend at most")
+    pr.add_argument("--budget", type=float, default=20.0, help="minutes to spend at most (per device)")
     pr.add_argument("--ops", default="conv,linear", help="op families to profile: conv, linear")
     pr.add_argument("--random", type=int, default=150, help="random ops per family (CoDL's ranges)")
     pr.add_argument("--no-models", dest="models", action="store_false", help="skip the built-in models' ops")
