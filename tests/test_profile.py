@@ -129,7 +129,7 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
     out = tmp_path / "prof"
     assert main(["profile", "--no-models", "--random", "4", "--budget", "2", "--repeats", "2", "--warmup", "0",
                  "--threads", "1", "--out", str(out)]) == 0
-    assert "new samples this run" in capsys.readouterr().out
+    assert "new measurements this run" in capsys.readouterr().out
     report = tmp_path / "eval.json"
     assert main(["predictor", "eval", "--threads", "1", "--out", str(out), "--json", str(report)]) == 0
     text = capsys.readouterr().out
@@ -154,7 +154,7 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
         configs = [s.config() for _, s, _ in rows if s.family == family]
         assert model.family == family and np.all(model.predict(configs) > 0)
     assert main(["profile", "-d", "cpu,cpu", "--no-models", "--random", "4", "--threads", "1", "--out", str(out)]) == 0
-    assert capsys.readouterr().out.count("0 new samples this run") == 2  # each device in turn (done already)
+    assert capsys.readouterr().out.count("0 new measurements this run") == 2  # each device in turn (done already)
     assert main(["profile", "--ops", "pool", "--out", str(out)]) == 2
     assert "profiled op families are conv, linear" in capsys.readouterr().err
 

@@ -214,7 +214,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     path = _profile_file(args, proc)
     _log(f"profiling {len(pairs)} samples ({len(bases)} ops, whole and partial) on {proc.label} into {path}")
     added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes)
-    print(f"profile    {path}: {added} new samples this run")
+    print(f"profile    {path}: {added} new measurements this run")
     return 0
 
 

@@ -126,9 +126,12 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
             added += 1
             del runner, graph, x
             if progress and (added % 20 == 0 or i == len(todo) - 1):
-                print(f"codl: profiled {len(done) + added}/{len(done) + len(todo)} measurements, pass "
-                      f"{pass_ + 1} of {passes} ({elapsed / 60:.1f} of {budget_s / 60:.1f} min)",
-                      file=sys.stderr, flush=True)
+                share = (i + 1) / len(todo)
+                bar = "#" * int(share * 20)
+                left = (time.perf_counter() - start) * (1 - share) / share / 60
+                print(f"codl: [{bar:<20}] {len(done) + added}/{len(done) + len(todo)} measurements, pass "
+                      f"{pass_ + 1} of {passes}, {elapsed / 60:.1f} of {budget_s / 60:.1f} min, about "
+                      f"{left:.1f} min to go", file=sys.stderr, flush=True)
     return added
 
 
