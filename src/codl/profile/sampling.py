@@ -107,7 +107,7 @@ def conv_parts(base: Sample) -> list[Sample]:
     """The sample whole, and each processor's share of it for every ratio along output
     channels and output rows (rows with their halo and the padding of their slice)."""
     out = [base]
-    oh = (base.h + base.pad_top + base.pad_bottom - base.k) // base.s + 1
+    oh = base.out_hw[0]
     step = base.g * CHANNEL_GRID // math.gcd(base.g, CHANNEL_GRID)  # whole groups, on the grid
     for r in RATIOS:
         oc = max(step, int(round(base.oc * r / step)) * step)
