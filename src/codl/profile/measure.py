@@ -111,20 +111,10 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
             elapsed = time.perf_counter() - start
             if elapsed > budget_s:
                 break
-            graph = sample.graph()
-            runner = ReferenceRunner(graph, processor)
-            # the input already in the processor's type and layout: only the op is timed
-            x = to_processor(torch.randn(graph.inputs[0].shape), processor)
-            times, batch, clock = time_back_to_back(lambda: runner(x), processor, repeats, warmup)
-            # on an accelerator, also the host's cost of issuing the op (its dispatch term), once
-            launch = host_launch_ms(lambda: runner(x), processor) if processor.kind.value != "cpu" and not pass_ else ""
             writer.writerow({"key": sample.key, "base": base.key, **asdict(sample), "pass": pass_,
-                             "median_ms": float(np.median(times)), "min_ms": min(times),
-                             "p90_ms": float(np.percentile(times, 90)), "repeats": repeats, "batch": batch,
-                             "clock": clock, "launch_ms": launch})
+                             **_measure(sample, processor, repeats, warmup, launch=not pass_)})
             f.flush()
             added += 1
-            del runner, graph, x
             if progress and (added % 20 == 0 or i == len(todo) - 1):
                 share = (i + 1) / len(todo)
                 bar = "#" * int(share * 20)
@@ -133,6 +123,18 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
                       f"{pass_ + 1} of {passes}, {elapsed / 60:.1f} of {budget_s / 60:.1f} min, about "
                       f"{left:.1f} min to go", file=sys.stderr, flush=True)
     return added
+
+
+def _measure(sample: Sample, processor: Processor, repeats: int, warmup: int, launch: bool) -> dict:
+    """One measurement of ``sample`` (its graph, weights and input are freed on return)."""
+    graph = sample.graph()
+    runner = ReferenceRunner(graph, processor)
+    x = to_processor(torch.randn(graph.inputs[0].shape), processor)  # ready: only the op is timed
+    times, batch, clock = time_back_to_back(lambda: runner(x), processor, repeats, warmup)
+    # on an accelerator, also the host's cost of issuing the op (its dispatch term), once
+    issue = host_launch_ms(lambda: runner(x), processor) if launch and processor.kind.value != "cpu" else ""
+    return {"median_ms": float(np.median(times)), "min_ms": min(times), "p90_ms": float(np.percentile(times, 90)),
+            "repeats": repeats, "batch": batch, "clock": clock, "launch_ms": issue}
 
 
 def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
