@@ -2,7 +2,8 @@
 relative error (the accuracy that matters is +-10% of the measured time).
 
 - :class:`AnalyticPredictor`: CoDL's model, on the ceil-based features of
-  :mod:`codl.predict.features` (one coefficient = the time of one basic unit);
+  :mod:`codl.predict.features` (one coefficient = the time of one basic unit), one
+  linear model per candidate kernel blocking with a small gate choosing among them;
 - :class:`FlopsPredictor`: the uLayer baseline, time linear in multiply-adds.
 
 Both follow scikit-learn's conventions (settings in ``__init__``, ``fit`` returns self,
@@ -43,6 +44,24 @@ def nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
+def _check_family(kind: str, family: str, configs: Sequence[OpConfig]) -> None:
+    for c in configs:
+        if c.family != family:
+            raise CodlError(f"{kind} predictor for {family!r} got a {c.family!r} op")
+
+
+def _targets(configs: Sequence[OpConfig], times_ms: Sequence[float]) -> np.ndarray:
+    y = np.asarray(times_ms, dtype=np.float64)
+    if len(configs) != len(y) or len(y) == 0:
+        raise CodlError(f"fit needs as many times as configs (got {len(configs)} and {len(y)})")
+    return y
+
+
+def _save(model: Any, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(model.to_json(), f, separators=(",", ":"))
+
+
 class _LinearLatencyModel:
     kind = ""
 
@@ -50,19 +69,14 @@ class _LinearLatencyModel:
         self.family, self.hw = family, hw
 
     def _matrix(self, configs: Sequence[OpConfig]) -> np.ndarray:
-        for c in configs:
-            if c.family != self.family:
-                raise CodlError(f"{self.kind} predictor for {self.family!r} got a {c.family!r} op")
+        _check_family(self.kind, self.family, configs)
         return np.array([self._features(c) for c in configs], dtype=np.float64)
 
     def _features(self, config: OpConfig) -> list[float]:
         raise NotImplementedError
 
     def fit(self, configs: Sequence[OpConfig], times_ms: Sequence[float]) -> "_LinearLatencyModel":
-        y = np.asarray(times_ms, dtype=np.float64)
-        if len(configs) != len(y) or len(y) == 0:
-            raise CodlError(f"fit needs as many times as configs (got {len(configs)} and {len(y)})")
-        self.coef_ = nnls_relative(self._matrix(configs), y)
+        self.coef_ = nnls_relative(self._matrix(configs), _targets(configs, times_ms))
         return self
 
     def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
@@ -80,8 +94,7 @@ class _LinearLatencyModel:
         raise NotImplementedError
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f)
+        _save(self, path)
 
 
 def _significant(w: np.ndarray, digits: int = 5) -> np.ndarray:
@@ -148,11 +161,6 @@ class AnalyticPredictor:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
 
-    def _check(self, configs: Sequence[OpConfig]) -> None:
-        for c in configs:
-            if c.family != self.family:
-                raise CodlError(f"{self.kind} predictor for {self.family!r} got a {c.family!r} op")
-
     def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> dict[str, Any]:
         f = np.array([features(c, self.hw) for c in configs], dtype=np.float64)
         w, pick = refine_by_error(f, y, fit_min_of_linear(f, y))
@@ -166,10 +174,8 @@ class AnalyticPredictor:
         return {"candidates": used, "coef_ms": _significant(w[used]).tolist(), "gate": gate}
 
     def fit(self, configs: Sequence[OpConfig], times_ms: Sequence[float]) -> "AnalyticPredictor":
-        y = np.asarray(times_ms, dtype=np.float64)
-        if len(configs) != len(y) or len(y) == 0:
-            raise CodlError(f"fit needs as many times as configs (got {len(configs)} and {len(y)})")
-        self._check(configs)
+        y = _targets(configs, times_ms)
+        _check_family(self.kind, self.family, configs)
         names = [regime(c) for c in configs]
         counts = {n: names.count(n) for n in set(names)}
         self.models_: dict[str, dict[str, Any]] = {}
@@ -187,7 +193,7 @@ class AnalyticPredictor:
         """Predicted latency in ms of each config."""
         if not hasattr(self, "models_"):
             raise CodlError(f"this {self.kind} predictor is not fitted")
-        self._check(configs)
+        _check_family(self.kind, self.family, configs)
         out = np.empty(len(configs))
         for i, c in enumerate(configs):
             model = self.models_.get(regime(c)) or self.models_[self.default_]
@@ -202,8 +208,7 @@ class AnalyticPredictor:
                 "coef_ms": self.models_}
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, separators=(",", ":"))
+        _save(self, path)
 
     def _load(self, data: dict[str, Any]) -> bool:
         """Take the fitted state from a saved model; False if it does not fit this version."""
