@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..ir.graph import Graph, Node, OpKind
-from ..ir.regions import Box, box_shape
+from ..ir.regions import Box, box_shape, conv_rows
 
 FAMILIES = ("conv", "linear")
 
@@ -31,7 +31,9 @@ class OpConfig:
     """A conv or linear op, possibly one processor's part of it.
 
     conv: ``m`` = N*OH*OW output pixels, ``n`` = output channels, ``k`` = IC/group*KH*KW
-    (GEMM view), ``in_elems``/``out_elems`` activations, ``group`` count.
+    (GEMM view), ``in_elems``/``out_elems`` activations, ``group`` count; ``padded``:
+    elements of the padded copy of the input made first when the padding is uneven (a
+    row share's slice: libraries pad both sides alike), else 0.
     linear/matmul: ``m`` rows, ``n`` output features, ``k`` inner size, batch folded into m.
     """
 
@@ -44,6 +46,7 @@ class OpConfig:
     group: int = 1
     kernel: int = 1
     stride: int = 1
+    padded: int = 0
 
     @property
     def macs(self) -> int:
@@ -53,24 +56,28 @@ class OpConfig:
         return asdict(self)
 
 
-# Candidate output blockings (rows x columns of the GEMM view) a library may pick from:
-# GPU thread-block tiles of implicit-GEMM and GEMM kernels; CPU register/cache blocks.
-GPU_TILES = ((32, 64), (64, 32), (64, 64), (128, 64), (64, 128), (128, 128), (128, 256), (256, 128))
+# Candidate output blockings (rows x columns of the GEMM view, and the channels the K loop
+# takes at a time where given) a library may pick from. GPU: the thread-block tiles of
+# the kernels cuDNN and cuBLASLt ran most for the profiled convs and linears on the H100
+# (scripts/kernel_names.py; docs/results/predictor.md), both orientations of the
+# narrow GEMM tiles. CPU: register/cache blocks.
+GPU_TILES = ((64, 8, 64), (8, 64, 64), (64, 24, 64), (24, 64, 64), (16, 64, 64), (64, 16, 64), (64, 40, 64),
+             (32, 64, 64), (128, 128, 64), (64, 64, 64))
 CPU_TILES = ((6, 16), (6, 64), (14, 32), (32, 32), (64, 64), (1, 64))
 
 
 @dataclass(frozen=True)
 class HardwareParams:
     """What the features need to know about a processor: its parallel units (CPU
-    threads or GPU SMs) and the candidate blockings its kernels may use (default: the
-    kind's usual ones)."""
+    threads or GPU SMs) and the candidate blockings its kernels may use, each (rows,
+    columns) or (rows, columns, K step) (default: the kind's usual ones)."""
 
     kind: str  # "cpu" or "gpu"
     units: int
-    tiles: tuple[tuple[int, int], ...] = ()
+    tiles: tuple[tuple[int, ...], ...] = ()
 
     @property
-    def candidates(self) -> tuple[tuple[int, int], ...]:
+    def candidates(self) -> tuple[tuple[int, ...], ...]:
         return self.tiles or (GPU_TILES if self.kind == "gpu" else CPU_TILES)
 
     def to_json(self) -> dict:
@@ -92,8 +99,13 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
         part_groups = max(1, group * shape[1] // w[0])  # groups a channel share covers
         rows, cols = (shape[2] - 1) * sh + kh, (shape[3] - 1) * sw + kw  # input window read
         in_elems = shape[0] * w[1] * part_groups * rows * cols
+        pt, pl, pb, pr = node.attrs["pads"]
+        if box is not None:  # a row share pads its slice: the rows above row 0 and below the last
+            x_rows = graph.spec(node.inputs[0]).shape[2]
+            _, _, pt, pb = conv_rows(*box[2], kh, sh, pt, node.attrs["dilations"][0], x_rows)
+        padded = in_elems if (pt, pl) != (pb, pr) else 0  # the conv kernel pads a copy first
         return OpConfig("conv", shape[0] * shape[2] * shape[3], shape[1], w[1] * kh * kw, in_elems,
-                        math.prod(shape), part_groups, kh, sh)
+                        math.prod(shape), part_groups, kh, sh, padded)
     if node.op in (OpKind.LINEAR, OpKind.MATMUL):
         k = graph.spec(node.inputs[0]).shape[-1]
         m = math.prod(shape[:-1])
@@ -101,7 +113,12 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
     raise ValueError(f"no latency features for {node.op.value}; featured families: {FAMILIES}")
 
 
-FEATURES = ("tile_macs", "tile_loads", "waves", "bytes", "dispatch")
+def default_step(family: str, kind: str) -> int:
+    """Channels a kernel's K loop takes at a time when a blocking does not say."""
+    return (32 if family == "conv" else 64) if kind == "gpu" else 16
+
+
+FEATURES = ("tile_macs", "tile_loads", "waves", "bytes", "pad_copy", "pad_calls", "dispatch")
 
 
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
@@ -132,25 +149,26 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
                                                    for convs, each tap's channels rounded up)
         tile_loads = waves * (min(tm, M) + min(tn, N)) * K'
         bytes      = elements read and written (input, weights, output)
+        pad_copy   = elements of the padded input copy (uneven padding), pad_calls its
+                     two extra kernels (fill, copy): 1 if there is one
 
     (in millions, to keep the fit well conditioned); ``dispatch`` is the constant."""
     m, n, k = config.m, config.n, config.k
-    if config.family == "conv":  # the K loop runs per filter tap over channel chunks
-        taps = config.kernel * config.kernel
-        step = 32 if hw.kind == "gpu" else 16
-        kk = taps * math.ceil(k // taps / step) * step
-    else:
-        step = 64 if hw.kind == "gpu" else 16
-        kk = math.ceil(k / step) * step
+    taps = config.kernel * config.kernel if config.family == "conv" else 1
     moved = (config.in_elems + n * k + config.out_elems) / 1e6
+    pad = [config.padded / 1e6, float(config.padded > 0)]
     rows = []
-    for tm, tn in hw.candidates:
+    for tile in hw.candidates:
+        tm, tn = tile[0], tile[1]
+        step = tile[2] if len(tile) > 2 else default_step(config.family, hw.kind)
+        kk = taps * math.ceil(k // taps / step) * step  # the K loop runs per filter tap over channel chunks
         waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) / hw.units)
-        rows.append([waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), moved, 1.0])
+        rows.append([waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), moved,
+                     *pad, 1.0])
     return rows
 
 
-RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs")
+RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs", "log_padded")
 
 
 def raw_features(config: OpConfig) -> list[float]:
@@ -158,7 +176,7 @@ def raw_features(config: OpConfig) -> list[float]:
     inputs of the random-forest baseline (nn-Meter's approach), named in RAW_FEATURES."""
     return [math.log(max(config.m, 1)), math.log(max(config.n, 1)), math.log(max(config.k, 1)),
             math.log(max(config.in_elems, 1)), math.log(max(config.out_elems, 1)), float(config.group),
-            float(config.kernel), float(config.stride), math.log(max(config.macs, 1))]
+            float(config.kernel), float(config.stride), math.log(max(config.macs, 1)), math.log1p(config.padded)]
 
 
 GATE_FEATURES = ("log_m", "log_n", "log_k", "kernel", "stride")
