@@ -102,6 +102,11 @@ def _significant(w: np.ndarray, digits: int = 5) -> np.ndarray:
     return np.array([float(f"{v:.{digits}g}") for v in w.ravel()]).reshape(w.shape)
 
 
+def _compact(values: Sequence[float]) -> list[float | int]:
+    """Whole numbers as ints, so the JSON writes ``0`` and ``3``, not ``0.0`` and ``3.0``."""
+    return [int(v) if float(v).is_integer() else float(v) for v in values]
+
+
 def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 40) -> np.ndarray:
     """Coefficients W (candidates x features) so that min_c f[i, c] @ W[c] fits y[i] in
     relative error: each candidate is refitted (non-negative least squares) on the
@@ -171,7 +176,8 @@ class AnalyticPredictor:
                 node[1] = used.index(int(node[1]))
             else:
                 node[1] = float(f"{node[1]:.4g}")
-        return {"candidates": used, "coef_ms": _significant(w[used]).tolist(), "gate": gate}
+        return {"candidates": used, "coef_ms": [_compact(row) for row in _significant(w[used])],
+                "gate": [_compact(node) for node in gate]}
 
     def fit(self, configs: Sequence[OpConfig], times_ms: Sequence[float]) -> "AnalyticPredictor":
         y = _targets(configs, times_ms)
