@@ -226,3 +226,18 @@ def test_gate_tree_learns_axis_aligned_classes() -> None:
     assert fit_tree(x, np.zeros(600, dtype=int)) == [[-1, 0.0]]  # nothing to split
     stump = fit_tree(x, y, max_leaves=2)
     assert len(stump) == 3 and stump[0][0] in (0, 2)  # the first split is on a feature that matters
+
+
+def test_analytic_model_keeps_to_its_size_budget() -> None:
+    """Gates are regrown smaller until the saved model fits ``MAX_BYTES``."""
+    from codl.predict.linear_model import body_bytes
+
+    hw = HardwareParams("gpu", units=132, tiles=((32, 32), (64, 64), (128, 64), (256, 128)))
+    configs = random_convs(400, 3)
+    times = [0.002 + c.macs * 1e-10 * (1 + (c.m % 7) / 10) for c in configs]  # several regimes of cost
+    free = AnalyticPredictor("conv", hw).fit(configs, times)
+    small = AnalyticPredictor("conv", hw)
+    small.MAX_BYTES = body_bytes(free.to_json()) - 150
+    small.fit(configs, times)
+    assert body_bytes(small.to_json()) <= small.MAX_BYTES
+    assert sum(len(m["gate"]) for m in small.models_.values()) < sum(len(m["gate"]) for m in free.models_.values())

@@ -8,7 +8,6 @@ side), so a predictor is judged on ops it never saw.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from typing import Any, Sequence
@@ -17,7 +16,7 @@ import numpy as np
 
 from .features import HardwareParams, OpConfig
 from .forest import ForestPredictor
-from .linear_model import AnalyticPredictor, FlopsPredictor
+from .linear_model import AnalyticPredictor, FlopsPredictor, body_bytes
 
 def hardware_candidates(processor: dict) -> list[HardwareParams]:
     """The processor parameters the analytic model may assume (as
@@ -50,9 +49,7 @@ def fit_analytic(family: str, configs: Sequence[OpConfig], times: Sequence[float
 
 def model_size_bytes(model: Any) -> int:
     """Bytes of the JSON a model needs to predict (without the artifact header)."""
-    data = model.to_json()
-    keep = ("predictor", "family", "hardware", "features", "default", "coef_ms", "trees")
-    return len(json.dumps({k: data[k] for k in keep if k in data}, separators=(",", ":")))
+    return body_bytes(model.to_json())
 
 
 def forest_available() -> bool:

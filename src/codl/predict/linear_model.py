@@ -97,9 +97,15 @@ class _LinearLatencyModel:
         _save(self, path)
 
 
-def _significant(w: np.ndarray, digits: int = 5) -> np.ndarray:
+def _significant(w: np.ndarray, digits: int = 4) -> np.ndarray:
     """Coefficients rounded to ``digits`` significant digits (what the JSON keeps)."""
     return np.array([float(f"{v:.{digits}g}") for v in w.ravel()]).reshape(w.shape)
+
+
+def body_bytes(data: dict[str, Any]) -> int:
+    """Bytes of the JSON a saved model needs to predict (without the artifact header)."""
+    keep = ("predictor", "family", "hardware", "features", "default", "coef_ms", "trees")
+    return len(json.dumps({k: data[k] for k in keep if k in data}, separators=(",", ":")))
 
 
 def _compact(values: Sequence[float]) -> list[float | int]:
@@ -153,11 +159,14 @@ class AnalyticPredictor:
     candidate the library runs for a shape. Fitting: candidates start as a
     fastest-candidate model (:func:`fit_min_of_linear`), are refined on the samples each
     explains best, and the gate learns that assignment. Only candidates the gate uses
-    are kept. A regime without enough samples uses the regime fitted on most."""
+    are kept. A regime without enough samples uses the regime fitted on most. The saved
+    model is kept under ``MAX_BYTES``: while it is larger, the largest gate is regrown
+    with two leaves fewer."""
 
     kind = "analytic"
     MIN_SAMPLES = 30
     GATE_LEAVES = 12
+    MAX_BYTES = 2000
 
     def __init__(self, family: str, hw: HardwareParams) -> None:
         self.family, self.hw = family, hw
@@ -166,10 +175,15 @@ class AnalyticPredictor:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
 
-    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> dict[str, Any]:
+    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gate features, candidate coefficients, the candidate each sample is assigned)."""
         f = np.array([features(c, self.hw) for c in configs], dtype=np.float64)
         w, pick = refine_by_error(f, y, fit_min_of_linear(f, y))
-        gate = fit_tree(np.array([gate_features(c) for c in configs]), pick, self.GATE_LEAVES)
+        return np.array([gate_features(c) for c in configs]), w, pick
+
+    @staticmethod
+    def _gated(x: np.ndarray, w: np.ndarray, pick: np.ndarray, leaves: int) -> dict[str, Any]:
+        gate = fit_tree(x, pick, leaves)
         used = sorted({int(node[1]) for node in gate if node[0] < 0})
         for node in gate:  # leaves name positions in the kept candidates; thresholds kept to 4 digits
             if node[0] < 0:
@@ -184,15 +198,21 @@ class AnalyticPredictor:
         _check_family(self.kind, self.family, configs)
         names = [regime(c) for c in configs]
         counts = {n: names.count(n) for n in set(names)}
-        self.models_: dict[str, dict[str, Any]] = {}
+        fits = {}
         for name in sorted(n for n, k in counts.items() if k >= self.MIN_SAMPLES):
             mine = [i for i, n in enumerate(names) if n == name]
-            self.models_[name] = self._fit_regime([configs[i] for i in mine], y[mine])
-        if not self.models_:
-            self.models_["all"] = self._fit_regime(configs, y)
-            self.default_ = "all"
-        else:
-            self.default_ = max(self.models_, key=lambda n: counts[n])
+            fits[name] = self._fit_regime([configs[i] for i in mine], y[mine])
+        if not fits:
+            fits["all"] = self._fit_regime(configs, y)
+        self.default_ = max(fits, key=lambda n: counts.get(n, len(configs)))
+        leaves = {name: self.GATE_LEAVES for name in fits}
+        self.models_ = {name: self._gated(*fit, leaves[name]) for name, fit in fits.items()}
+        while body_bytes(self.to_json()) > self.MAX_BYTES:
+            name = max(self.models_, key=lambda n: len(self.models_[n]["gate"]))
+            if leaves[name] <= 2:
+                break
+            leaves[name] -= 2
+            self.models_[name] = self._gated(*fits[name], leaves[name])
         return self
 
     def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
