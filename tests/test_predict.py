@@ -241,3 +241,15 @@ def test_analytic_model_keeps_to_its_size_budget() -> None:
     small.fit(configs, times)
     assert body_bytes(small.to_json()) <= small.MAX_BYTES
     assert sum(len(m["gate"]) for m in small.models_.values()) < sum(len(m["gate"]) for m in free.models_.values())
+
+
+def test_evaluation_reports_the_model_ops_apart() -> None:
+    from codl.predict.evaluate import evaluate
+
+    configs = random_convs(120, 5)
+    rows = [(f"op{i // 3}", c, 0.01 + c.macs * 1e-9) for i, c in enumerate(configs)]  # 40 ops of 3 samples
+    real = frozenset(f"op{i}" for i in range(0, 40, 2))
+    result = evaluate(rows, {"device": "cpu", "threads": 4}, seed=1, model_ops=real)["conv"]["flops"]
+    assert 0 < result["n_model_ops"] < result["n_test"] and result["n_model_ops"] % 3 == 0
+    assert 0 <= result["within_10_model_ops"] <= 1
+    assert "within_10_model_ops" not in evaluate(rows, {"device": "cpu", "threads": 4}, seed=1)["conv"]["flops"]

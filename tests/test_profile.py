@@ -20,7 +20,7 @@ from codl.processors import Processor
 from codl.bench.run import time_back_to_back
 from codl.profile.sampling import CHANNEL_GRID
 from codl.profile import (Sample, conv_parts, linear_parts, load_passes, load_profile, model_samples, noise_floor,
-                          profile_path, random_samples, run_profile)
+                          perturbed_samples, profile_path, random_samples, run_profile)
 
 CPU = Processor.parse("cpu", threads=1)
 
@@ -53,6 +53,24 @@ def test_model_and_random_samples() -> None:
         parts = [p for s in drawn for p in (conv_parts(s) if family == "conv" else linear_parts(s))]
         assert all(p.oc % CHANNEL_GRID == 0 if family == "conv" else p.fout % CHANNEL_GRID == 0 for p in parts)
         assert len(parts) == len(set(parts))
+
+
+def test_perturbed_samples_stay_near_the_model_ops() -> None:
+    bases = [Sample("conv", 3, 32, 224, 224, 3, 2, 1, 1, 1), Sample("conv", 96, 96, 56, 56, 3, 1, 1, 1, 1, 96),
+             Sample("conv", 64, 256, 56, 56, 1, 1, 0, 0, 0), Sample("linear", rows=197, fin=768, fout=3072)]
+    near = perturbed_samples(bases, 5, seed=3)
+    assert near == perturbed_samples(bases, 5, seed=3) and len(near) == 20 and near != perturbed_samples(bases, 5, 4)
+    for i, s in enumerate(near):
+        base = bases[i // 5]
+        verify_graph(s.graph(seed=None))
+        if s.family == "conv":
+            assert (s.k, s.s, s.pad, s.g) == (base.k, base.s, base.pad, base.g)
+            assert base.h / 2 - 1 <= s.h <= base.h * 2 + 1
+            if base.g > 1 or base.ic < CHANNEL_GRID:  # depthwise channels and a first layer's inputs kept
+                assert s.ic == base.ic and (base.g == 1 or s.oc == base.oc)
+            assert s.oc % CHANNEL_GRID == 0 and base.oc / 1.5 <= s.oc <= base.oc * 1.5
+        else:
+            assert base.rows / 4 - 1 <= s.rows <= base.rows * 4 + 1 and s.fin % CHANNEL_GRID == 0
 
 
 def small_pairs() -> list[tuple[Sample, Sample]]:
@@ -125,15 +143,23 @@ def test_profiles_refuse_other_settings_and_bad_files(tmp_path: Path) -> None:
         load_profile(tmp_path / "absent.csv")
 
 
-def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "prof"
     assert main(["profile", "--no-models", "--random", "4", "--budget", "2", "--repeats", "2", "--warmup", "0",
                  "--threads", "1", "--out", str(out)]) == 0
     assert "new measurements this run" in capsys.readouterr().out
     report = tmp_path / "eval.json"
+    # the random ops stand in for the built-in models' (whose graphs take half a minute to build)
+    import codl.cli
+
+    monkeypatch.setattr(codl.cli, "_model_op_keys", lambda: frozenset(s.key for s in random_samples("conv", 4, 0)))
     assert main(["predictor", "eval", "--threads", "1", "--out", str(out), "--json", str(report)]) == 0
     text = capsys.readouterr().out
     assert "analytic" in text and "flops" in text
+    assert "conv     +-10% on the built-in models' own ops" in text and "linear   +-10% on the built" not in text
+    conv = json.loads(report.read_text())["results"]["conv"]["analytic"]
+    assert conv["within_10_model_ops"] == conv["within_10"] and conv["n_model_ops"] == conv["n_test"]  # all are
     results = json.loads(report.read_text())["results"]
     for family in results.values():
         assert {"analytic", "flops", "forest"} <= set(family)

@@ -183,7 +183,7 @@ def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
 def cmd_profile(args: argparse.Namespace) -> int:
     import random as _random
 
-    from .profile import conv_parts, linear_parts, model_samples, random_samples, run_profile
+    from .profile import conv_parts, linear_parts, model_samples, perturbed_samples, random_samples, run_profile
 
     devices = [d for d in args.device.split(",") if d]
     if len(devices) > 1:  # each device in turn, with the settings that apply to it and its own budget
@@ -206,6 +206,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         for name in zoo.MODELS:
             _log(f"collecting the ops of {name}")
             bases += [b for b in model_samples(zoo.graph(name)) if b.family in families]
+        bases += perturbed_samples(list({b.key: b for b in bases}.values()), args.perturbed, args.seed)
     for family in families:
         bases += random_samples(family, args.random, args.seed)
     bases = list({b.key: b for b in bases}.values())
@@ -301,6 +302,28 @@ def cmd_predictor_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_op_keys() -> frozenset[str]:
+    """Sample keys of the built-in models' convs and linears, cached under the codl cache
+    (building the models takes half a minute) and keyed by the zoo's source."""
+    import hashlib
+
+    from .profile import model_samples
+    from .settings import cache_dir
+
+    sources = sorted(Path(zoo.__file__).parent.glob("*.py"))
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    path = cache_dir() / f"model-ops-{digest}.json"
+    try:
+        return frozenset(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
+    _log("collecting the built-in models' ops (once; cached)")
+    keys = sorted({b.key for name in zoo.MODELS for b in model_samples(zoo.graph(name))})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keys))
+    return frozenset(keys)
+
+
 def cmd_predictor_eval(args: argparse.Namespace) -> int:
     from .predict.evaluate import evaluate_splits
     from .profile import noise_floor
@@ -310,7 +333,8 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
     if args.splits < 1:
         raise CodlError("--splits must be at least 1")
     path, described, rows = _profile_rows(args)
-    results = evaluate_splits(rows, described, range(args.seed, args.seed + args.splits))
+    model_ops = _model_op_keys() if args.model_ops else frozenset()
+    results = evaluate_splits(rows, described, range(args.seed, args.seed + args.splits), model_ops=model_ops)
     noise = noise_floor(path)
     print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op"
           + (f"; means over {args.splits} random splits, +-10% range in brackets)" if args.splits > 1 else ")"))
@@ -326,6 +350,11 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
             print(f"{family:<8} {name:<9} {m['within_5']:>6.1%} {m['within_10']:>6.1%} {m['within_15']:>6.1%} "
                   f"{m['rmspe']:>7.3f} {m['size_bytes']:>6.0f} {m['us_per_prediction']:>8.1f} "
                   f"{m['n_train']:>5.0f}/{m['n_test']:<5.0f}{spread}")
+    for family, models in results.items():
+        if any("within_10_model_ops" in m for m in models.values()):
+            shares = ", ".join(f"{name} {m['within_10_model_ops']:.1%}" for name, m in models.items())
+            n = next(iter(models.values()))["n_model_ops"]
+            print(f"{family:<8} +-10% on the built-in models' own ops (~{n:.0f} test samples per split): {shares}")
     _write_json(args.json, {**artifact_header("predictor-eval"), "profile": str(path),
                             "processor": described, "noise_floor": noise, "results": results})
     return 0
@@ -380,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--ops", default="conv,linear", help="op families to profile: conv, linear")
     pr.add_argument("--random", type=int, default=150, help="random ops per family (CoDL's ranges)")
     pr.add_argument("--no-models", dest="models", action="store_false", help="skip the built-in models' ops")
+    pr.add_argument("--perturbed", type=int, default=2, help="variants of each built-in model op, near it")
     pr.add_argument("--repeats", type=int, default=5, help="timed blocks of back-to-back calls per measurement")
     pr.add_argument("--warmup", type=int, default=2)
     pr.add_argument("--passes", type=int, default=2,
@@ -394,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--profile", help="profile CSV (default: this processor's in the cache)")
     ev.add_argument("--out", help="directory the profile was written to")
     ev.add_argument("--transfers", action="store_true", help="evaluate the data-sharing model instead")
+    ev.add_argument("--no-model-ops", dest="model_ops", action="store_false",
+                    help="skip the share on the built-in models' own ops (building them takes half a minute once)")
     ev.add_argument("--splits", type=int, default=1, help="random train/test splits to average over (seeds from --seed)")
     ev.add_argument("--json")
     ev.set_defaults(fn=cmd_predictor_eval)

@@ -66,9 +66,11 @@ def us_per_prediction(model: Any, config: OpConfig, n: int = 500) -> float:
 
 
 def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed: int = 0,
-             test_share: float = 0.3) -> dict[str, dict[str, dict[str, float]]]:
+             test_share: float = 0.3, model_ops: frozenset[str] = frozenset()) -> dict[str, dict[str, dict[str, float]]]:
     """rows: (base key, config, measured ms); processor: its description (see
-    ``hardware_candidates``). Returns {family: {predictor: metrics}}."""
+    ``hardware_candidates``). Returns {family: {predictor: metrics}}; with
+    ``model_ops`` (base keys of real networks' ops), also the +-10% share on the test
+    ops among them (``within_10_model_ops``, with their count ``n_model_ops``)."""
     results: dict[str, dict[str, dict[str, float]]] = {}
     for family in sorted({c.family for _, c, _ in rows}):
         fam = [(b, c, t) for b, c, t in rows if c.family == family]
@@ -77,6 +79,7 @@ def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed:
         test_bases = set(bases[:max(1, int(len(bases) * test_share))])
         train = [(c, t) for b, c, t in fam if b not in test_bases]
         test = [(c, t) for b, c, t in fam if b in test_bases]
+        real = np.array([b in model_ops for b, _, _ in fam if b in test_bases])
         if len(train) < 5 or not test:
             continue
         tc, tt = [c for c, _ in train], [t for _, t in train]
@@ -87,24 +90,28 @@ def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed:
             models["forest"] = ForestPredictor(family, seed=seed).fit(tc, tt)
         results[family] = {}
         for name, model in models.items():
-            results[family][name] = {**score(model.predict(ec), et), "size_bytes": model_size_bytes(model),
+            pred = model.predict(ec)
+            results[family][name] = {**score(pred, et), "size_bytes": model_size_bytes(model),
                                      "us_per_prediction": us_per_prediction(model, ec[0]),
                                      "n_train": len(train), "n_test": len(test)}
+            if real.any():
+                results[family][name].update(within_10_model_ops=score(pred[real], et[real])["within_10"],
+                                             n_model_ops=int(real.sum()))
     return results
 
 
 def evaluate_splits(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seeds: Sequence[int],
-                    test_share: float = 0.3) -> dict[str, dict[str, dict[str, float]]]:
+                    test_share: float = 0.3, model_ops: frozenset[str] = frozenset()) -> dict[str, dict[str, dict[str, float]]]:
     """:func:`evaluate` over several random splits (one per seed): each metric's mean,
     with the lowest and highest +-10% share (``within_10_min`` / ``within_10_max``). A
     single split can move the +-10% share by several points."""
-    runs = [evaluate(rows, processor, seed, test_share) for seed in seeds]
+    runs = [evaluate(rows, processor, seed, test_share, model_ops) for seed in seeds]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for family, models in runs[0].items():
         out[family] = {}
         for name in models:
             per = [r[family][name] for r in runs if name in r.get(family, {})]
-            mean = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+            mean = {k: float(np.mean([p[k] for p in per if k in p])) for k in dict.fromkeys(k for p in per for k in p)}
             mean.update(within_10_min=min(p["within_10"] for p in per), within_10_max=max(p["within_10"] for p in per),
                         splits=len(per))
             out[family][name] = mean

@@ -149,6 +149,42 @@ def model_samples(graph: Graph) -> list[Sample]:
     return samples
 
 
+def _affordable(sample: Sample) -> bool:
+    """At most ~2 GMACs and 32 M weights, so a profile stays affordable."""
+    return sample.macs <= 2e9 and sample.weights <= 2 ** 25
+
+
+def perturbed_samples(bases: list[Sample], per_op: int, seed: int) -> list[Sample]:
+    """``per_op`` variants of each op in ``bases`` (a model's ops), near it: the
+    spatial size scaled by up to 2x either way, channel counts by up to 1.4x on the
+    channel grid (first-layer 3 or 4 input channels, depthwise and grouped convs keep
+    their channels), token rows by up to 4x; kernel, stride and padding kept. They
+    fill the space around real networks' ops more densely than random draws do."""
+    rng = random.Random(seed)
+
+    def scale(v: int, spread: float) -> int:
+        return max(CHANNEL_GRID, int(round(v * 2 ** rng.uniform(-spread, spread) / CHANNEL_GRID)) * CHANNEL_GRID)
+
+    out: list[Sample] = []
+    for base in bases:
+        for _ in range(per_op):
+            if base.family == "conv":
+                f = 2 ** rng.uniform(-1, 1)
+                h, w = (max(base.k, int(round(v * f))) for v in (base.h, base.w))
+                if base.g > 1:
+                    ic, oc = base.ic, base.oc
+                else:
+                    ic = base.ic if base.ic < CHANNEL_GRID else scale(base.ic, 0.5)
+                    oc = scale(base.oc, 0.5)
+                sample = Sample("conv", ic, oc, h, w, base.k, base.s, base.pad_top, base.pad_bottom, base.pad, base.g)
+            else:
+                rows = max(1, int(round(base.rows * 2 ** rng.uniform(-2, 2))))
+                sample = Sample("linear", rows=rows, fin=scale(base.fin, 0.5), fout=scale(base.fout, 0.5))
+            if _affordable(sample) and (sample.family == "linear" or min(sample.out_hw) > 0):
+                out.append(sample)
+    return out
+
+
 def random_samples(family: str, n: int, seed: int) -> list[Sample]:
     """Draws over CoDL's ranges (H/W up to 640, IC 3-4096, OC 32-4096, kernel 1-9,
     stride 1-2), kept to at most ~2 GMACs so a profile stays affordable; transformer-like
@@ -171,7 +207,6 @@ def random_samples(family: str, n: int, seed: int) -> list[Sample]:
         else:
             rows = int(2 ** rng.uniform(0, 12))
             sample = Sample("linear", rows=rows, fin=channels(6, 13), fout=channels(6, 13))
-        macs, weights = sample.macs, sample.weights
-        if macs <= 2e9 and weights <= 2 ** 25:
+        if _affordable(sample):
             out.append(sample)
     return out
