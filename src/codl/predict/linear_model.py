@@ -158,7 +158,7 @@ class AnalyticPredictor:
     ``GATE_LEAVES`` leaves on the GEMM's sizes, :func:`gate_features`) that says which
     candidate the library runs for a shape. Fitting: candidates start as a
     fastest-candidate model (:func:`fit_min_of_linear`), are refined on the samples each
-    explains best, and the gate learns that assignment; of three such fits from
+    explains best, and the gate learns that assignment; of six such fits from
     different starts, the one whose gated model fits most training samples within
     +-10% is kept. Only candidates the gate uses
     are kept. A regime without enough samples uses the regime fitted on most. The saved
@@ -169,6 +169,7 @@ class AnalyticPredictor:
     MIN_SAMPLES = 30
     GATE_LEAVES = 12
     MAX_BYTES = 2000
+    HALF_STARTS = 3
 
     def __init__(self, family: str, hw: HardwareParams) -> None:
         self.family, self.hw = family, hw
@@ -181,11 +182,16 @@ class AnalyticPredictor:
         """(gate features, candidate coefficients, the candidate each sample is assigned)."""
         f = np.array([features(c, self.hw) for c in configs], dtype=np.float64)
         x = np.array([gate_features(c) for c in configs])
-        # the k-plane fit has local optima: three starts (the fastest-candidate model after
-        # 40 and 80 rounds, each candidate fitted on all samples), keeping the one whose
-        # gated model is within +-10% on the most training samples
+        # the k-plane fit has local optima: several starts (the fastest-candidate model after
+        # 40 and 80 rounds, each candidate fitted on all samples, fastest-candidate models
+        # of random halves of the samples), keeping the one whose gated model is within
+        # +-10% on the most training samples
         starts = [fit_min_of_linear(f, y), fit_min_of_linear(f, y, iters=80),
                   np.array([nnls_relative(f[:, j, :], y) for j in range(f.shape[1])])]
+        rng = np.random.default_rng(0)
+        for _ in range(self.HALF_STARTS):
+            half = rng.random(len(y)) < 0.5
+            starts.append(fit_min_of_linear(f[half], y[half]))
         best, best_score = None, -1.0
         for w0 in starts:
             w, pick = refine_by_error(f, y, w0)
