@@ -36,14 +36,14 @@ def random_convs(n: int, seed: int) -> list[OpConfig]:
 
 @pytest.mark.parametrize("hw", [CPU, GPU])
 def test_analytic_model_recovers_unit_costs(hw: HardwareParams) -> None:
-    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 4e-3, 2e-3, 0.02])  # ms per unit of each feature; dispatch 20 us
+    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02])  # ms per unit of each feature; dispatch 20 us
     configs = random_convs(300, 0)
     times = [float(np.dot(features(c, hw)[0], truth)) for c in configs]
     model = AnalyticPredictor("conv", hw).fit(configs, times)
     assert set(model.models_) == {"conv", "conv1x1"}  # regimes with enough samples get their own
     for regime, m in model.models_.items():
         assert m["candidates"] == [0]
-        expected = truth * ([1, 1, 1, 1, 0, 0, 1] if regime == "conv1x1" else 1)  # 1x1 convs pad nothing
+        expected = truth * ([1, 1, 1, 1, 1, 0, 0, 1] if regime == "conv1x1" else 1)  # 1x1 convs pad nothing
         np.testing.assert_allclose(m["coef_ms"][0], expected, rtol=1e-4)  # (kept to 5 significant digits)
     held_out = random_convs(100, 1)
     expected = [np.dot(features(c, hw)[0], truth) for c in held_out]
@@ -56,7 +56,7 @@ def test_analytic_model_finds_the_faster_kernel() -> None:
     waves are coarse. The model fitted with both blockings as candidates follows the
     switch; each blocking alone cannot."""
     hw = HardwareParams("gpu", units=132, tiles=((32, 32), (256, 128)))
-    slow_small, coarse_big = np.array([4e-3, 0, 0, 0, 0, 0, 0.004]), np.array([1e-3, 0, 0, 0, 0, 0, 0.008])
+    slow_small, coarse_big = np.array([4e-3, 0, 0, 0, 0, 0, 0, 0.004]), np.array([1e-3, 0, 0, 0, 0, 0, 0, 0.008])
     truth = lambda cs: np.array([min(np.dot(f[0], slow_small), np.dot(f[1], coarse_big))  # noqa: E731
                                  for f in (features(c, hw) for c in cs)])
     train, test = random_convs(400, 9), random_convs(200, 10)
@@ -75,7 +75,7 @@ def test_analytic_beats_flops_on_stepped_latency() -> None:
     """Latencies with a wave staircase and 3% noise: the ceil-based model keeps most
     predictions within 10%, a FLOPs-linear one cannot follow the steps."""
     rng = np.random.default_rng(2)
-    truth = np.array([3e-3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01])
+    truth = np.array([3e-3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01])
     train, test = random_convs(400, 3), random_convs(200, 4)
     noisy = lambda cs: np.array([np.dot(features(c, GPU)[0], truth) for c in cs]) * rng.normal(1, 0.03, len(cs))  # noqa: E731
     y_train, y_test = noisy(train), noisy(test)
@@ -146,7 +146,7 @@ def test_config_of_a_partial_conv() -> None:
     # count that copy); a share away from both edges and the whole conv pad evenly
     assert rows.padded == rows.in_elems and whole.padded == 0
     assert config_of(graph, node, with_axis(full_box((1, 16, 10, 10)), 2, 3, 6)).padded == 0
-    assert features(rows, GPU)[0][4:6] == [rows.in_elems / 1e6, 1.0]
+    assert features(rows, GPU)[0][5:7] == [rows.in_elems / 1e6, 1.0]
 
 
 def test_forest_exports_its_trees_exactly(tmp_path: Path) -> None:

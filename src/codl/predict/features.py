@@ -118,7 +118,7 @@ def default_step(family: str, kind: str) -> int:
     return (32 if family == "conv" else 64) if kind == "gpu" else 16
 
 
-FEATURES = ("tile_macs", "tile_loads", "waves", "bytes", "pad_copy", "pad_calls", "dispatch")
+FEATURES = ("tile_macs", "tile_loads", "waves", "act_bytes", "weight_bytes", "pad_copy", "pad_calls", "dispatch")
 
 
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
@@ -148,14 +148,15 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
         tile_macs  = waves * tm * tn * K'         (K' = K rounded up to the kernel's step;
                                                    for convs, each tap's channels rounded up)
         tile_loads = waves * (min(tm, M) + min(tn, N)) * K'
-        bytes      = elements read and written (input, weights, output)
+        act_bytes  = activation elements read and written (input, output)
+        weight_bytes = weight elements read (and, on a CPU, reordered on every call)
         pad_copy   = elements of the padded input copy (uneven padding), pad_calls its
                      two extra kernels (fill, copy): 1 if there is one
 
     (in millions, to keep the fit well conditioned); ``dispatch`` is the constant."""
     m, n, k = config.m, config.n, config.k
     taps = config.kernel * config.kernel if config.family == "conv" else 1
-    moved = (config.in_elems + n * k + config.out_elems) / 1e6
+    moved = [(config.in_elems + config.out_elems) / 1e6, n * k / 1e6]
     pad = [config.padded / 1e6, float(config.padded > 0)]
     rows = []
     for tile in hw.candidates:
@@ -163,7 +164,7 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
         step = tile[2] if len(tile) > 2 else default_step(config.family, hw.kind)
         kk = taps * math.ceil(k // taps / step) * step  # the K loop runs per filter tap over channel chunks
         waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) / hw.units)
-        rows.append([waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), moved,
+        rows.append([waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), *moved,
                      *pad, 1.0])
     return rows
 
