@@ -119,10 +119,16 @@ def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 40) -> np.ndarr
     samples it is currently the fastest for, a candidate that is the fastest for too
     few samples is made slower, and the best iterate on the training error is kept
     (the way convex piecewise-linear models are fitted). f: (samples, candidates, features)."""
+    return min_of_linear_checkpoints(f, y, (iters,))[0]
+
+
+def min_of_linear_checkpoints(f: np.ndarray, y: np.ndarray, checkpoints: Sequence[int]) -> list[np.ndarray]:
+    """:func:`fit_min_of_linear` run once to the last checkpoint, with the best iterate
+    so far at each checkpoint (the same as separate runs of that many rounds)."""
     n, c, k = f.shape
     w = np.array([nnls_relative(f[:, j, :], y) for j in range(c)])
-    best, best_err = w.copy(), np.inf
-    for _ in range(iters):
+    best, best_err, out = w.copy(), np.inf, []
+    for i in range(max(checkpoints)):
         pred = np.einsum("ncf,cf->nc", f, w)
         pred = np.where(pred > 0, pred, np.inf)
         err = float(np.mean(((pred.min(axis=1) - y) / y) ** 2))
@@ -132,7 +138,8 @@ def fit_min_of_linear(f: np.ndarray, y: np.ndarray, iters: int = 40) -> np.ndarr
         for j in range(c):
             mine = pick == j
             w[j] = nnls_relative(f[mine, j, :], y[mine]) if mine.sum() >= k + 3 else w[j] * 1.5
-    return best
+        out += [best] * checkpoints.count(i + 1)
+    return out
 
 
 def refine_by_error(f: np.ndarray, y: np.ndarray, w: np.ndarray, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -178,16 +185,17 @@ class AnalyticPredictor:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
 
-    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gate features, candidate coefficients, the candidate each sample is assigned)."""
+    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+        """((gate features, candidate coefficients, the candidate each sample is
+        assigned), the gated model with ``GATE_LEAVES`` leaves)."""
         f = np.array([features(c, self.hw) for c in configs], dtype=np.float64)
         x = np.array([gate_features(c) for c in configs])
         # the k-plane fit has local optima: several starts (the fastest-candidate model after
         # 40 and 80 rounds, each candidate fitted on all samples, fastest-candidate models
         # of random halves of the samples), keeping the one whose gated model is within
         # +-10% on the most training samples
-        starts = [fit_min_of_linear(f, y), fit_min_of_linear(f, y, iters=80),
-                  np.array([nnls_relative(f[:, j, :], y) for j in range(f.shape[1])])]
+        starts = min_of_linear_checkpoints(f, y, (40, 80))
+        starts.append(np.array([nnls_relative(f[:, j, :], y) for j in range(f.shape[1])]))
         rng = np.random.default_rng(0)
         for _ in range(self.HALF_STARTS):
             half = rng.random(len(y)) < 0.5
@@ -200,8 +208,9 @@ class AnalyticPredictor:
             pred = np.einsum("nf,nf->n", f[np.arange(len(y)), slots], w[slots])
             score = float(np.mean(np.abs(pred - y) <= 0.1 * y))
             if score > best_score:
-                best, best_score = (w, pick), score
-        return x, *best
+                best, best_score = ((x, w, pick), gated), score
+        assert best is not None
+        return best
 
     @staticmethod
     def _gated(x: np.ndarray, w: np.ndarray, pick: np.ndarray, leaves: int) -> dict[str, Any]:
@@ -228,13 +237,13 @@ class AnalyticPredictor:
             fits["all"] = self._fit_regime(configs, y)
         self.default_ = max(fits, key=lambda n: counts.get(n, len(configs)))
         leaves = {name: self.GATE_LEAVES for name in fits}
-        self.models_ = {name: self._gated(*fit, leaves[name]) for name, fit in fits.items()}
+        self.models_ = {name: gated for name, (_, gated) in fits.items()}
         while body_bytes(self.to_json()) > self.MAX_BYTES:
             name = max(self.models_, key=lambda n: len(self.models_[n]["gate"]))
             if leaves[name] <= 2:
                 break
             leaves[name] -= 2
-            self.models_[name] = self._gated(*fits[name], leaves[name])
+            self.models_[name] = self._gated(*fits[name][0], leaves[name])
         return self
 
     def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
