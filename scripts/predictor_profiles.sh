@@ -3,6 +3,7 @@
 # type (docs/results/predictor.md). Usage: scripts/predictor_profiles.sh WHICH BUDGET_MIN
 #   WHICH: cuda | cuda-sm8 | cpu | transfers     results and logs go to $OUT (or ./predictor-out)
 #   EVAL=0 skips the evaluation (run it later with `codl predictor eval --profile`).
+#   FLAGS="--autotune" adds processor flags; PROFILES=dir resumes profiles kept there.
 set -euo pipefail
 which=$1 budget=$2
 out=${OUT:-predictor-out}
@@ -18,8 +19,10 @@ case $which in
     exit ;;
   *) echo "unknown processor $which" >&2; exit 2 ;;
 esac
+flags+=(${FLAGS:-})
+profiles=${PROFILES:-$out/profiles}
 start=$(date +%s)
-python -m codl.cli profile "${flags[@]}" --random ${RANDOM_OPS:-150} --budget "$budget" --out "$out/profiles" 2> "$out/$which.profile.log" \
+python -m codl.cli profile "${flags[@]}" --random ${RANDOM_OPS:-150} --budget "$budget" --out "$profiles" 2> "$out/$which.profile.log" \
   | tee -a "$out/$which.log"
 echo "profile wall seconds: $(( $(date +%s) - start ))" | tee -a "$out/$which.log"
-[ "${EVAL:-1}" = 0 ] || python -m codl.cli predictor eval "${flags[@]}" --out "$out/profiles" --json "$out/$which.eval.json" 2>&1 | tee -a "$out/$which.log"
+[ "${EVAL:-1}" = 0 ] || python -m codl.cli predictor eval "${flags[@]}" --out "$profiles" --json "$out/$which.eval.json" 2>&1 | tee -a "$out/$which.log"

@@ -80,3 +80,8 @@ def test_bench_overhead_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_sm_limit_is_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
     assert main(["run", "vgg16", "-d", "cpu", "--sm-limit", "8"]) == 2
     assert "SM limit applies to cuda devices only" in capsys.readouterr().err
+
+
+def test_autotune_is_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "vgg16", "-d", "cpu", "--autotune"]) == 2
+    assert "--autotune applies to cuda devices only" in capsys.readouterr().err

@@ -55,6 +55,24 @@ def test_sm_limited_processor_matches(sms: int) -> None:
     assert compare(got, [expected])["rel_l2_error"] < tolerance(proc)
 
 
+def test_cuda_library_settings_apply_inside_work_context_only(tmp_path) -> None:
+    from codl.profile import profile_path
+
+    carve = torch._C._get_sm_carveout_experimental()
+    limited = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8, autotune=True)
+    total = torch.cuda.get_device_properties(0).multi_processor_count
+    assert limited.describe()["blas_sm_target"] == 8 and limited.describe()["autotune"] is True
+    assert "blas_sm_target" not in Processor.parse("cuda").describe()
+    assert profile_path(limited, tmp_path).name.endswith("-sm8-at.csv")
+    with limited.work_context():
+        assert torch._C._get_sm_carveout_experimental() == total - 8 and torch.backends.cudnn.benchmark
+        a = torch.randn(512, 512, device="cuda", dtype=torch.float16)
+        b = a @ a  # a GEMM planned for the 8 SMs runs and gives the right result
+    limited.synchronize()
+    assert torch.allclose(b.float(), a.float() @ a.float(), rtol=1e-2, atol=1e-1)
+    assert torch._C._get_sm_carveout_experimental() == carve and not torch.backends.cudnn.benchmark
+
+
 @pytest.mark.parametrize("sms", [None, 8])
 def test_event_timing_and_profile_on_cuda(sms: int | None, tmp_path) -> None:
     from codl.bench.run import time_back_to_back

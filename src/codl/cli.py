@@ -171,7 +171,8 @@ def cmd_bench_exchange(args: argparse.Namespace) -> int:
 
 
 def _processor(args: argparse.Namespace) -> Processor:
-    return Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit)
+    return Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit,
+                           autotune=args.autotune)
 
 
 def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
@@ -190,7 +191,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         for device in devices:
             cpu = device.partition(":")[0] == "cpu"
             one = argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
-                                        "sm_limit": None if cpu else args.sm_limit})
+                                        "sm_limit": None if cpu else args.sm_limit,
+                                        "autotune": args.autotune and not cpu})
             if cmd_profile(one):
                 return 1
         return 0
@@ -389,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
             s.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
             s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
+            s.add_argument("--autotune", action="store_true",
+                           help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
             s.add_argument("-n", "--iters", type=int, default=20, help="timed runs")
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",
@@ -399,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
         q.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
         q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
+        q.add_argument("--autotune", action="store_true",
+                       help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
         q.add_argument("--seed", type=int, default=0)
 
     pr = sub.add_parser("profile", help="measure op samples on a processor (resumable)",

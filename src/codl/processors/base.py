@@ -5,6 +5,13 @@ count where it applies, and the data type it computes in: element type plus whet
 tensors are kept channels-last. Everything device-specific (thread setting,
 synchronisation, names for fingerprints) goes through it.
 
+On CUDA, two library settings apply while the processor's work is enqueued
+(:meth:`Processor.work_context`): under an SM limit, cuBLAS is told to plan its GEMMs
+for the SMs left (PyTorch's SM carveout; otherwise it tiles for the whole GPU, and on 8
+of 132 SMs linears ran 2.2 times slower in total, docs/results/predictor.md); with
+``autotune``, cuDNN times its candidate kernels on the first call of each shape and keeps
+the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristics.
+
 Example::
 
     cpu = Processor.parse("cpu", threads=8)
@@ -15,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +34,11 @@ from ..ir.graph import DType
 
 TORCH_DTYPES = {DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16,
                 DType.BFLOAT16: torch.bfloat16, DType.FLOAT64: torch.float64}
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 class ProcessorKind(enum.Enum):
@@ -43,11 +57,12 @@ class Processor:
     channels_last: bool = False
     sm_limit: int | None = None  # CUDA only: run on at most this many SMs (green context)
     cores: tuple[int, ...] | None = None  # CPU only: pin this group's threads to these cores
+    autotune: bool = False  # CUDA only: cuDNN times its kernels per shape and keeps the fastest
 
     @staticmethod
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
               channels_last: bool = False, sm_limit: int | None = None,
-              cores: tuple[int, ...] | None = None) -> "Processor":
+              cores: tuple[int, ...] | None = None, autotune: bool = False) -> "Processor":
         """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable.
         A CPU group given ``cores`` uses one thread per core unless ``threads`` says."""
         name, _, idx = text.partition(":")
@@ -62,6 +77,8 @@ class Processor:
             raise CodlError("--threads applies to the cpu device only and must be >= 1")
         if sm_limit is not None and kind is not ProcessorKind.CUDA:
             raise CodlError("an SM limit applies to cuda devices only")
+        if autotune and kind is not ProcessorKind.CUDA:
+            raise CodlError("--autotune applies to cuda devices only (it turns on cuDNN's per-shape kernel timing)")
         if cores is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
             if kind is not ProcessorKind.CPU or not cores or not set(cores) <= allowed:
@@ -69,7 +86,7 @@ class Processor:
                                 f"process may use {sorted(allowed)} (Linux only)")
             cores = tuple(sorted(set(cores)))
             threads = threads or len(cores)
-        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores)
+        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores, autotune)
         proc.check_available()
         if sm_limit is not None:
             proc.stream()  # create the green context now: errors surface here, not mid-run
@@ -84,9 +101,38 @@ class Processor:
         return limited_stream(self.index, self.sm_limit)
 
     def work_context(self) -> "contextlib.AbstractContextManager[object]":
-        """Context under which this processor's work is enqueued (its stream, if any)."""
+        """Context under which this processor's work is enqueued: its stream, if any, and
+        on CUDA its library settings (restored on exit; they are process-wide in PyTorch)."""
+        if self.kind is not ProcessorKind.CUDA:
+            return contextlib.nullcontext()
+        return self._cuda_context()
+
+    @contextlib.contextmanager
+    def _cuda_context(self) -> Iterator[None]:
         stream = self.stream()
-        return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        carve = self.blas_sm_target is not None
+        if carve:
+            before = torch._C._get_sm_carveout_experimental()
+            torch._C._set_sm_carveout_experimental(_sm_count(self.index) - self.sm_limit)
+        benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = benchmark or self.autotune
+        try:
+            if stream is None:
+                yield
+            else:
+                with torch.cuda.stream(stream):
+                    yield
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+            if carve:
+                torch._C._set_sm_carveout_experimental(before)
+
+    @property
+    def blas_sm_target(self) -> int | None:
+        """The SM count cuBLAS plans for (an SM limit, where PyTorch can pass it on)."""
+        if self.sm_limit is None or not hasattr(torch._C, "_set_sm_carveout_experimental"):
+            return None
+        return self.sm_limit
 
     @property
     def device(self) -> torch.device:
@@ -144,4 +190,8 @@ class Processor:
             props = torch.cuda.get_device_properties(self.index)
             d["name"], d["sms"] = props.name, props.multi_processor_count
             d["sm_limit"] = self.sm_limit
+            if self.blas_sm_target is not None:
+                d["blas_sm_target"] = self.blas_sm_target
+            if self.autotune:
+                d["autotune"] = True
         return d

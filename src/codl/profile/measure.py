@@ -44,6 +44,7 @@ def profile_path(processor: Processor, root: Path | None = None) -> Path:
     label += "-nhwc" if processor.channels_last else ""
     label += f"-t{d['threads']}" if "threads" in d else ""
     label += f"-sm{processor.sm_limit}" if processor.sm_limit else ""
+    label += "-at" if processor.autotune else ""
     return (root or cache_dir() / "profiles") / f"{machine}-{label.replace(':', '')}.csv"
 
 
