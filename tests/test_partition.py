@@ -70,6 +70,32 @@ def test_conv_split(h, w, k, s, d, pads, groups, cpg, dim, rho, bias) -> None:  
 
 
 @SETTINGS
+@given(h=st.integers(1, 13), w=st.integers(1, 9), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
+       pads=st.tuples(*[st.integers(0, 3)] * 4), groups=st.sampled_from([1, 2]), channels_last=st.booleans())
+def test_conv_with_uneven_padding_matches_padded_copy(h, w, k, s, d, pads, groups, channels_last) -> None:  # noqa: ANN001
+    """The conv kernel pads unevenly without copying its input where it can (symmetric
+    pads, surplus output dropped): the same result as convolving a padded copy."""
+    import torch.nn.functional as F
+
+    from codl.ops.conv import symmetric_padding
+
+    if h + pads[0] + pads[2] < d * (k - 1) + 1 or w + pads[1] + pads[3] < d * (k - 1) + 1:
+        return  # empty output
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2 * groups, h, w, generator=gen)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    wt, b = torch.randn(3 * groups, 2, k, k, generator=gen), torch.randn(3 * groups, generator=gen)
+    attrs = {"kernel": [k, k], "strides": [s, s], "pads": list(pads), "dilations": [d, d], "group": groups}
+    node = Node("n", OpKind.CONV, ["x", "w", "b"], ["y"], attrs)
+    got = family(OpKind.CONV).kernel(node)(x, wt, b)
+    want = F.conv2d(F.pad(x, (pads[1], pads[3], pads[0], pads[2])), wt, b, s, 0, d, groups)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    sym = symmetric_padding(pads, (s, s))
+    if pads[0] >= pads[2] and pads[1] >= pads[3]:  # padding added at the end only: always symmetric
+        assert sym is not None and sym[1] == (0, 0)
+
+
+@SETTINGS
 @given(h=st.integers(1, 9), w=st.integers(1, 7), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
        pads=st.tuples(*[st.integers(0, 2)] * 4), opad=st.integers(0, 2), groups=st.sampled_from([1, 2]),
        cpg=st.integers(1, 3), dim=st.sampled_from(list(Dim)), rho=rhos, bias=st.booleans())

@@ -16,6 +16,7 @@ from codl.errors import CodlError
 from codl.fingerprint import fingerprint
 from codl.frontends import from_torch
 from codl.ir.regions import full_box, with_axis
+from codl.profile import Sample
 from codl.predict import (AnalyticPredictor, FlopsPredictor, HardwareParams, OpConfig, config_of, features,
                           load_predictor, nnls_relative)
 
@@ -141,12 +142,18 @@ def test_config_of_a_partial_conv() -> None:
     half = config_of(graph, node, box)
     assert (half.m, half.n, half.group) == (100, 8, 1) and half.macs * 2 == whole.macs
     rows = config_of(graph, node, with_axis(full_box((1, 16, 10, 10)), 2, 0, 5))
-    assert rows.m == 50 and rows.in_elems < whole.in_elems
-    # the top share pads above its slice only, so the conv pads a copy first (its features
-    # count that copy); a share away from both edges and the whole conv pad evenly
-    assert rows.padded == rows.in_elems and whole.padded == 0
+    # the top share pads above its slice only (1, 0): the conv pads both sides and drops
+    # the surplus output (none here: stride 2), without a padded copy
+    assert rows.m == 50 and rows.in_elems < whole.in_elems and rows.padded == 0 == whole.padded
     assert config_of(graph, node, with_axis(full_box((1, 16, 10, 10)), 2, 3, 6)).padded == 0
-    assert features(rows, GPU)[0][5:7] == [rows.in_elems / 1e6, 1.0]
+    # stride 1: the surplus row below the top share is computed, and counted
+    graph1 = from_torch(nn.Sequential(nn.Conv2d(8, 16, 3, 1, 1)).eval(), torch.randn(1, 8, 20, 20), "c1")
+    top = config_of(graph1, graph1.nodes[0], with_axis(full_box((1, 16, 20, 20)), 2, 0, 5))
+    assert (top.m, top.out_elems, top.padded) == (6 * 20, 16 * 6 * 20, 0)
+    # one row more below than above at stride 2 cannot be shifted by whole output rows:
+    # the conv pads a copy of its input first, and the features count that copy
+    copy = Sample("conv", 8, 16, 20, 20, 3, 2, pad_top=0, pad_bottom=1, pad=1).config()
+    assert copy.padded == copy.in_elems > 0 and features(copy, GPU)[0][5:7] == [copy.in_elems / 1e6, 1.0]
 
 
 def test_forest_exports_its_trees_exactly(tmp_path: Path) -> None:

@@ -47,6 +47,23 @@ def conv_out_size(size: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
     return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
 
 
+def symmetric_padding(pads: Sequence[int], strides: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Uneven padding ``pads`` ([top, left, bottom, right]) done as the larger of each
+    pair on both sides, which the libraries take without a padded copy of the input:
+    returns (the symmetric pads, the output rows and columns to skip at the start), the
+    surplus output rows and columns at the end being dropped as well; None where the
+    surplus at the start would not be whole output rows (stride 2 with one row of
+    padding added at the top, say)."""
+    out_pads, skip = [], []
+    for lo, hi, s in ((pads[0], pads[2], strides[0]), (pads[1], pads[3], strides[1])):
+        big = max(lo, hi)
+        if (big - lo) % s:
+            return None
+        out_pads.append(big)
+        skip.append((big - lo) // s)
+    return (out_pads[0], out_pads[1]), (skip[0], skip[1])
+
+
 def _check_4d(node: Node, x: TensorSpec) -> None:
     if len(x.shape) != 4:
         raise fail(node, f"only 2-D convolution on NCHW tensors is supported; input is {x}")
@@ -80,12 +97,21 @@ class Conv(OpFamily):
     def kernel(self, node: Node) -> Kernel:
         a = node.attrs
         pt, pl, pb, pr = a["pads"]
-        stride, dil, groups = tuple(a["strides"]), tuple(a["dilations"]), a["group"]
+        (kh, kw), stride, dil, groups = a["kernel"], tuple(a["strides"]), tuple(a["dilations"]), a["group"]
         if pt == pb and pl == pr:
             pad = (pt, pl)
             return lambda x, w, b=None: F.conv2d(x, w, b, stride, pad, dil, groups)
-        extra = (pl, pr, pt, pb)
-        return lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
+        sym = symmetric_padding(a["pads"], stride)
+        if sym is None:  # the extra rows or columns would not fall on whole output rows
+            extra = (pl, pr, pt, pb)
+            return lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
+        pad, (top, left) = sym
+
+        def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            oh = conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0])
+            ow = conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1])
+            return F.conv2d(x, w, b, stride, pad, dil, groups)[:, :, top:top + oh, left:left + ow]
+        return conv
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         w = ins[1].shape

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.regions import Box, box_shape, conv_rows
+from ..ops.conv import conv_out_size, symmetric_padding
 
 FAMILIES = ("conv", "linear")
 
@@ -33,7 +34,9 @@ class OpConfig:
     conv: ``m`` = N*OH*OW output pixels, ``n`` = output channels, ``k`` = IC/group*KH*KW
     (GEMM view), ``in_elems``/``out_elems`` activations, ``group`` count; ``padded``:
     elements of the padded copy of the input made first when the padding is uneven (a
-    row share's slice: libraries pad both sides alike), else 0.
+    row share's slice: libraries pad both sides alike) and cannot be made symmetric,
+    else 0. With uneven padding made symmetric, ``m`` and ``out_elems`` count the
+    surplus output rows computed and dropped.
     linear/matmul: ``m`` rows, ``n`` output features, ``k`` inner size, batch folded into m.
     """
 
@@ -100,12 +103,21 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
         rows, cols = (shape[2] - 1) * sh + kh, (shape[3] - 1) * sw + kw  # input window read
         in_elems = shape[0] * w[1] * part_groups * rows * cols
         pt, pl, pb, pr = node.attrs["pads"]
+        (dh, dw), x_shape = node.attrs["dilations"], graph.spec(node.inputs[0]).shape
+        x_rows = x_shape[2]
         if box is not None:  # a row share pads its slice: the rows above row 0 and below the last
-            x_rows = graph.spec(node.inputs[0]).shape[2]
-            _, _, pt, pb = conv_rows(*box[2], kh, sh, pt, node.attrs["dilations"][0], x_rows)
-        padded = in_elems if (pt, pl) != (pb, pr) else 0  # the conv kernel pads a copy first
-        return OpConfig("conv", shape[0] * shape[2] * shape[3], shape[1], w[1] * kh * kw, in_elems,
-                        math.prod(shape), part_groups, kh, sh, padded)
+            lo, hi, pt, pb = conv_rows(*box[2], kh, sh, pt, dh, x_rows)
+            x_rows = hi - lo
+        out_hw, padded = shape[2] * shape[3], 0
+        if (pt, pl) != (pb, pr):  # as the conv kernel pads unevenly (codl.ops.conv)
+            sym = symmetric_padding((pt, pl, pb, pr), (sh, sw))
+            if sym is None:  # a padded copy of the input first
+                padded = in_elems
+            else:  # symmetric padding, the surplus output rows and columns computed and dropped
+                (ph, pw), _ = sym
+                out_hw = conv_out_size(x_rows, kh, sh, ph, ph, dh) * conv_out_size(x_shape[3], kw, sw, pw, pw, dw)
+        return OpConfig("conv", shape[0] * out_hw, shape[1], w[1] * kh * kw, in_elems,
+                        shape[0] * shape[1] * out_hw, part_groups, kh, sh, padded)
     if node.op in (OpKind.LINEAR, OpKind.MATMUL):
         k = graph.spec(node.inputs[0]).shape[-1]
         m = math.prod(shape[:-1])
