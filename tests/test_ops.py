@@ -12,8 +12,8 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from codl.frontends import from_onnx_model, from_torch
-from codl.ir import Graph, OpKind, verify_graph
-from codl.ops import REGISTRY
+from codl.ir import Graph, Node, OpKind, verify_graph
+from codl.ops import REGISTRY, family
 from codl.processors import Processor
 from codl.runtime import ReferenceRunner
 
@@ -168,3 +168,25 @@ def test_every_registered_kind_has_a_conformance_case() -> None:
     if len(COVERED) < 5:
         pytest.skip("conformance cases were deselected; coverage cannot be judged")
     assert not missing, f"op kinds without a conformance case: {sorted(k.value for k in missing)}"
+
+
+def test_pointwise_conv_runs_as_a_gemm_on_small_bf16_channels_last_images() -> None:
+    from codl.ops.conv import GEMM_1X1_MAX_PIXELS
+
+    node = Node("n", OpKind.CONV, ["x", "w", "b"], ["y"],
+                {"kernel": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1})
+    kernel = family(OpKind.CONV).kernel(node)
+    gen = torch.Generator().manual_seed(0)
+    w, b = torch.randn(24, 16, 1, 1, generator=gen).bfloat16(), torch.randn(24, generator=gen).bfloat16()
+    for side in (7, 28):
+        x = torch.randn(2, 16, side, side, generator=gen).bfloat16().contiguous(memory_format=torch.channels_last)
+        got = kernel(x, w, b)
+        assert got.shape == (2, 24, side, side) and got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got.float(), F.conv2d(x.float(), w.float(), b.float()), rtol=2e-2, atol=5e-2)
+        if side * side < GEMM_1X1_MAX_PIXELS:  # the GEMM over pixels, exactly
+            want = F.linear(x.permute(0, 2, 3, 1).reshape(-1, 16), w.reshape(24, 16), b).view(2, side, side, 24)
+            assert torch.equal(got, want.permute(0, 3, 1, 2))
+        else:
+            assert torch.equal(got, F.conv2d(x, w, b))
+    x32 = torch.randn(1, 16, 7, 7, generator=gen)  # fp32 NCHW: the library's conv
+    assert torch.equal(kernel(x32, w.float(), b.float()), F.conv2d(x32, w.float(), b.float()))

@@ -64,6 +64,22 @@ def symmetric_padding(pads: Sequence[int], strides: Sequence[int]) -> tuple[tupl
     return (out_pads[0], out_pads[1]), (skip[0], skip[1])
 
 
+# A 1x1 stride-1 conv of a channels-last tensor is a GEMM over its pixels. In bf16 on the
+# CPU, oneDNN's 1x1 conv kernels were up to 2.3x slower than its GEMM on small images
+# (channels 32-1024, 7x7 to 14x14 pixels; level at 28x28, 3-5% faster at 56x56; fp32 level
+# throughout): docs/results/baselines.md, measured on the development CPU.
+GEMM_1X1_MAX_PIXELS = 28 * 28
+
+
+def _pointwise_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    n, c, h, wd = x.shape
+    if (x.dtype == torch.bfloat16 and x.device.type == "cpu" and h * wd < GEMM_1X1_MAX_PIXELS
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        y = F.linear(x.permute(0, 2, 3, 1).reshape(-1, c), w.reshape(w.shape[0], c), b)
+        return y.view(n, h, wd, -1).permute(0, 3, 1, 2)  # channels-last, no copy
+    return F.conv2d(x, w, b)
+
+
 def _check_4d(node: Node, x: TensorSpec) -> None:
     if len(x.shape) != 4:
         raise fail(node, f"only 2-D convolution on NCHW tensors is supported; input is {x}")
@@ -100,6 +116,8 @@ class Conv(OpFamily):
         (kh, kw), stride, dil, groups = a["kernel"], tuple(a["strides"]), tuple(a["dilations"]), a["group"]
         if pt == pb and pl == pr:
             pad = (pt, pl)
+            if (kh, kw, *stride, *dil, groups, pt, pl) == (1, 1, 1, 1, 1, 1, 1, 0, 0):
+                return _pointwise_conv
             return lambda x, w, b=None: F.conv2d(x, w, b, stride, pad, dil, groups)
         sym = symmetric_padding(a["pads"], stride)
         if sym is None:  # the extra rows or columns would not fall on whole output rows
