@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from codl.ir import DType, Graph, Node, OpKind, TensorSpec, infer_node
@@ -57,6 +57,7 @@ rhos = st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 1.0]) | st.floats(0,
 @given(h=st.integers(1, 13), w=st.integers(1, 9), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
        pads=st.tuples(*[st.integers(0, 3)] * 4), groups=st.sampled_from([1, 2, 4]), cpg=st.integers(1, 3),
        dim=st.sampled_from(list(Dim)), rho=rhos, bias=st.booleans())
+@example(h=1, w=1, k=1, s=1, d=1, pads=(0, 0, 1, 0), groups=1, cpg=1, dim=Dim.H, rho=0.3, bias=False)  # a share of padding only
 def test_conv_split(h, w, k, s, d, pads, groups, cpg, dim, rho, bias) -> None:  # noqa: ANN001
     cin, cout = groups * 2, groups * cpg
     if h + pads[0] + pads[2] < d * (k - 1) + 1 or w + pads[1] + pads[3] < d * (k - 1) + 1:
@@ -72,6 +73,7 @@ def test_conv_split(h, w, k, s, d, pads, groups, cpg, dim, rho, bias) -> None:  
 @SETTINGS
 @given(h=st.integers(1, 13), w=st.integers(1, 9), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
        pads=st.tuples(*[st.integers(0, 3)] * 4), groups=st.sampled_from([1, 2]), channels_last=st.booleans())
+@example(h=0, w=1, k=1, s=1, d=1, pads=(0, 0, 1, 0), groups=1, channels_last=False)  # a share of padding only
 def test_conv_with_uneven_padding_matches_padded_copy(h, w, k, s, d, pads, groups, channels_last) -> None:  # noqa: ANN001
     """The conv kernel pads unevenly without copying its input where it can (symmetric
     pads, surplus output dropped): the same result as convolving a padded copy."""

@@ -124,8 +124,11 @@ class Conv(OpFamily):
             extra = (pl, pr, pt, pb)
             return lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
         pad, (top, left) = sym
+        extra = (pl, pr, pt, pb)
 
         def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            if not x.shape[2] or not x.shape[3]:  # a share of padding only: libraries refuse empty inputs
+                return F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
             oh = conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0])
             ow = conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1])
             return F.conv2d(x, w, b, stride, pad, dil, groups)[:, :, top:top + oh, left:left + ow]

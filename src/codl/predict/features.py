@@ -111,7 +111,7 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
         out_hw, padded = shape[2] * shape[3], 0
         if (pt, pl) != (pb, pr):  # as the conv kernel pads unevenly (codl.ops.conv)
             sym = symmetric_padding((pt, pl, pb, pr), (sh, sw))
-            if sym is None:  # a padded copy of the input first
+            if sym is None or not x_rows:  # a padded copy of the input first
                 padded = in_elems
             else:  # symmetric padding, the surplus output rows and columns computed and dropped
                 (ph, pw), _ = sym
