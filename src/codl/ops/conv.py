@@ -66,8 +66,8 @@ def symmetric_padding(pads: Sequence[int], strides: Sequence[int]) -> tuple[tupl
 
 # A 1x1 stride-1 conv of a channels-last tensor is a GEMM over its pixels. In bf16 on the
 # CPU, oneDNN's 1x1 conv kernels were up to 2.3x slower than its GEMM on small images
-# (channels 32-1024, 7x7 to 14x14 pixels; level at 28x28, 3-5% faster at 56x56; fp32 level
-# throughout): docs/results/baselines.md, measured on the development CPU.
+# (channels 32-1024, 7x7 to 14x14 pixels; about level at 28x28, the conv 2-4% faster at
+# 56x56; fp32 level throughout): docs/results/baselines.md, measured on the development CPU.
 GEMM_1X1_MAX_PIXELS = 28 * 28
 
 
@@ -119,16 +119,16 @@ class Conv(OpFamily):
             if (kh, kw, *stride, *dil, groups, pt, pl) == (1, 1, 1, 1, 1, 1, 1, 0, 0):
                 return _pointwise_conv
             return lambda x, w, b=None: F.conv2d(x, w, b, stride, pad, dil, groups)
+        extra = (pl, pr, pt, pb)
+        padded_copy = lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)  # noqa: E731
         sym = symmetric_padding(a["pads"], stride)
         if sym is None:  # the extra rows or columns would not fall on whole output rows
-            extra = (pl, pr, pt, pb)
-            return lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
+            return padded_copy
         pad, (top, left) = sym
-        extra = (pl, pr, pt, pb)
 
         def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
             if not x.shape[2] or not x.shape[3]:  # a share of padding only: libraries refuse empty inputs
-                return F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)
+                return padded_copy(x, w, b)
             oh = conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0])
             ow = conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1])
             return F.conv2d(x, w, b, stride, pad, dil, groups)[:, :, top:top + oh, left:left + ow]
