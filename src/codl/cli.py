@@ -369,6 +369,17 @@ def _write_json(path: str | None, data: dict[str, Any]) -> None:
         _log(f"wrote {path}")
 
 
+def device_args(q: argparse.ArgumentParser) -> None:
+    """The options that make a :class:`Processor` (see ``_processor``)."""
+    q.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps or xpu")
+    q.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    q.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
+    q.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
+    q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
+    q.add_argument("--autotune", action="store_true",
+                   help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codl", description="CPU-GPU co-execution of DL inference")
     sub = p.add_subparsers(dest="command", required=True)
@@ -386,25 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--json", help="also write the result to this JSON file")
         s.set_defaults(fn=fn)
         if name == "run":
-            s.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps or xpu")
-            s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-            s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
-            s.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
-            s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
-            s.add_argument("--autotune", action="store_true",
-                           help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
+            device_args(s)
             s.add_argument("-n", "--iters", type=int, default=20, help="timed runs")
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",
                            help="skip comparing outputs with the reference")
     def processor_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps or xpu")
-        q.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-        q.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
-        q.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
-        q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
-        q.add_argument("--autotune", action="store_true",
-                       help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
+        device_args(q)
         q.add_argument("--seed", type=int, default=0)
 
     pr = sub.add_parser("profile", help="measure op samples on a processor (resumable)",
