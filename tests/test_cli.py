@@ -85,3 +85,8 @@ def test_sm_limit_is_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
 def test_autotune_is_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
     assert main(["run", "vgg16", "-d", "cpu", "--autotune"]) == 2
     assert "--autotune applies to cuda devices only" in capsys.readouterr().err
+
+
+def test_own_kernels_are_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "vgg16", "-d", "cpu", "--own-kernels"]) == 2
+    assert "--own-kernels applies to cuda devices with Triton only" in capsys.readouterr().err

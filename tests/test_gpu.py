@@ -112,3 +112,47 @@ def test_transfer_profile_on_cuda(tmp_path) -> None:
     h2d = dict((b, t) for k, b, t in rows if k == "h2d")
     assert 1 < 2 ** 24 / (h2d[2 ** 24] * 1e6) < 200  # GB/s of a 16 MiB pinned copy: PCIe or NVLink-C2C range
     assert evaluate_transfers(rows)["h2d"]["n_test"] > 0
+
+
+@pytest.mark.parametrize("name,sms", [("mobilenetv2", None), ("yolov2", 8), ("vit", None), ("retinaface", None)])
+def test_own_kernels_run_and_match(name: str, sms: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from codl.ops import own_kernels
+
+    calls = []
+    conv2d = own_kernels.conv2d
+    monkeypatch.setattr(own_kernels, "conv2d", lambda *a: calls.append(a[-1]) or conv2d(*a))
+    module, x = zoo.build(name, SMALL.get(name, (128, 128)), width=0.5)
+    graph = from_torch(module, x, name=name)
+    proc = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=sms, own_kernels=True)
+    assert proc.describe()["kernels"] == "codl"
+    got = ReferenceRunner(graph, proc)(x.cuda())
+    torch.cuda.synchronize()
+    with torch.no_grad():
+        expected = module(x)
+    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+    assert calls and set(calls) == {sms or torch.cuda.get_device_properties(0).multi_processor_count}
+    assert own_kernels.active_units() is None  # only inside the processor's work context
+    err, tol = compare(got, expected)["rel_l2_error"], tolerance(proc)
+    assert err < tol, f"{name}: relative error {err:.2e} >= {tol:.0e}"
+
+
+@pytest.mark.parametrize("pads,stride,groups", [((1, 1, 1, 1), 1, 1), ((0, 1, 2, 1), 2, 1), ((2, 2, 0, 2), 1, 1),
+                                                ((1, 1, 0, 1), 1, 48), ((0, 2, 2, 2), 2, 48)])
+def test_own_conv_kernel_matches_padded_library_conv(pads: tuple, stride: int, groups: int) -> None:
+    import torch.nn.functional as F
+
+    from codl.ops import own_kernels
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 48, 19, 17, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    k = 5 if pads[0] == 2 or pads[2] == 2 else 3
+    w = torch.randn(48, 48 // groups, k, k, device="cuda").half() / k
+    b = torch.randn(48, device="cuda").half()
+    pt, pl, pb, pr = pads
+    ref = F.conv2d(F.pad(x.float(), (pl, pr, pt, pb)), w.float(), b.float(), stride, 0, 1, groups)
+    for rows in (slice(None), slice(5, 12)):  # whole input, and a row slice (a view, as a row share reads)
+        r = ref if rows == slice(None) else F.conv2d(F.pad(x[:, :, rows].float(), (pl, pr, pt, pb)), w.float(), b.float(),
+                                                      stride, 0, 1, groups)
+        got = own_kernels.conv2d(x[:, :, rows], w, b, (stride, stride), (pt, pl), (1, 1), groups, tuple(r.shape[2:]), 132)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert ((got.float() - r).norm() / r.norm()).item() < 5e-3

@@ -43,6 +43,20 @@ def test_random_plans_on_cpu_and_cuda(name: str, gpu_dtype: DType, channels_last
             assert err < tol, f"{name} seed {seed}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("name", ["mobilenetv2", "yolov2", "retinaface"])
+def test_random_plans_with_own_gpu_kernels(name: str) -> None:
+    module, x = zoo.build(name, SMALL.get(name, (96, 96)), width=0.5)
+    graph = from_torch(module, x, name=name)
+    with torch.no_grad():
+        expected = module(x)
+    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+    gpu = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, own_kernels=True)
+    for seed in range(3):
+        got = compile(graph, random_plan(graph, seed), (Processor.parse("cpu"), gpu))(x)
+        err = compare(got, expected)["rel_l2_error"]
+        assert err < 1e-2, f"{name} seed {seed}: relative error {err:.2e}"
+
+
 def test_all_on_gpu_returns_host_outputs() -> None:
     module, x = zoo.build("resnet50", (64, 64), width=0.25)
     graph = from_torch(module, x, name="resnet50")

@@ -260,3 +260,56 @@ def test_evaluation_reports_the_model_ops_apart() -> None:
     assert 0 < result["n_model_ops"] < result["n_test"] and result["n_model_ops"] % 3 == 0
     assert 0 <= result["within_10_model_ops"] <= 1
     assert "within_10_model_ops" not in evaluate(rows, {"device": "cpu", "threads": 4}, seed=1)["conv"]["flops"]
+
+
+def test_own_kernel_tiling_covers_the_product() -> None:
+    from codl.ops.own_kernels import GEMM_TILES, gemm_tiling
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        m, n = int(rng.integers(1, 20000)), int(rng.integers(8, 4096))
+        c, taps, units = int(rng.choice([3, 4, 8, 24, 64, 512])), int(rng.choice([1, 9, 25, 49])), int(rng.choice([8, 132]))
+        t = gemm_tiling(m, n, c, taps, units)
+        assert (t.bm, t.bn) in GEMM_TILES and t.packed == (c < 16)
+        steps = t.steps(c, taps)
+        assert steps * t.bk >= c * taps  # the K loop covers every (tap, channel)
+        part = -(-steps // t.split)
+        assert t.split == 1 or (part >= 4 and (t.split - 1) * part < steps)  # no empty part
+    assert gemm_tiling(4096, 4096, 4096, 1, 132)[:4] == (128, 128, 64, 1)  # large: the largest tile, one K loop
+    assert gemm_tiling(169, 1024, 512, 9, 132).split > 1  # few tiles, deep K: split over the SMs
+
+
+def test_own_kernel_features_follow_the_tiling() -> None:
+    from codl.ops.own_kernels import gemm_tiling
+    from codl.predict.features import regime
+
+    own = HardwareParams("gpu", units=132, own=True)
+    assert HardwareParams.from_json(json.loads(json.dumps(own.to_json()))) == own
+    conv = OpConfig("conv", 169, 1024, 512 * 9, 512 * 15 * 15, 1024 * 169, 1, 3, 1)
+    (row,) = features(conv, own)
+    t = gemm_tiling(169, 1024, 512, 9, 132)
+    part = -(-t.steps(512, 9) // t.split) * t.bk
+    waves = -(-(-(-169 // t.bm) * -(-1024 // t.bn) * t.split) // 132)
+    assert row[:3] == [waves * t.bm * t.bn * part / 1e6, waves * (t.bm + t.bn) * part / 1e6, waves]
+    assert row[5:] == [169 * 1024 * t.split / 1e6, 1.0, 1.0]  # the split's partial sums: one extra kernel
+    # a row share's surplus rows (symmetric padding for the libraries) are not computed by own kernels
+    share = OpConfig("conv", 169 + 13, 1024, 512 * 9, 512 * 15 * 15, 1024 * (169 + 13), 1, 3, 1, 0, 13)
+    assert features(share, own) == [row]
+    dw = OpConfig("conv", 3136, 96, 9, 96 * 3136, 96 * 3136, 96, 3, 1)
+    assert regime(dw, own) == "own_depthwise" and regime(conv, own) == "own_conv" and regime(conv) == "conv"
+    grouped = OpConfig("conv", 3136, 96, 18, 96 * 3136, 96 * 3136, 48, 3, 1)  # two channels per group: library
+    assert regime(grouped, own) == regime(grouped) and len(features(grouped, own)) == len(own.candidates)
+
+
+def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
+    own = HardwareParams("gpu", units=132, own=True)
+    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02])
+    configs = [c for c in random_convs(300, 2) if not c.padded]
+    times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
+    model = AnalyticPredictor("conv", own).fit(configs, times)
+    assert set(model.models_) == {"own_conv", "own_conv1x1"}
+    held_out = random_convs(100, 3)
+    expected = [np.dot(features(c, own)[0], truth) for c in held_out]
+    np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-3)
+    again = load_predictor(json.loads(json.dumps(model.to_json())))
+    np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))

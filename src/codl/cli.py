@@ -172,7 +172,7 @@ def cmd_bench_exchange(args: argparse.Namespace) -> int:
 
 def _processor(args: argparse.Namespace) -> Processor:
     return Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit,
-                           autotune=args.autotune)
+                           autotune=args.autotune, own_kernels=args.own_kernels)
 
 
 def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
@@ -192,7 +192,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
             cpu = device.partition(":")[0] == "cpu"
             one = argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
                                         "sm_limit": None if cpu else args.sm_limit,
-                                        "autotune": args.autotune and not cpu})
+                                        "autotune": args.autotune and not cpu,
+                                        "own_kernels": args.own_kernels and not cpu})
             if cmd_profile(one):
                 return 1
         return 0
@@ -378,6 +379,9 @@ def device_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
     q.add_argument("--autotune", action="store_true",
                    help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
+    q.add_argument("--own-kernels", action="store_true",
+                   help="cuda: run convs and linears on codl's own Triton kernels, tiled for the SMs in use "
+                        "(predictable latency; see docs/architecture.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

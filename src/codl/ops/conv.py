@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, conv_rows, full_box, with_axis
+from . import own_kernels
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 
 
@@ -111,6 +112,23 @@ class Conv(OpFamily):
         return [((n, w.shape[0], ho, wo), x.dtype)]
 
     def kernel(self, node: Node) -> Kernel:
+        library = self._library_kernel(node)
+        a = node.attrs
+        pt, pl, pb, pr = a["pads"]
+        (kh, kw), stride, dil, groups = a["kernel"], tuple(a["strides"]), tuple(a["dilations"]), a["group"]
+
+        def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            units = own_kernels.active_units()
+            if units is None or not own_kernels.supports(x, groups, w):
+                return library(x, w, b)
+            out_hw = (conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0]),
+                      conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1]))
+            return own_kernels.conv2d(x, w, b, stride, (pt, pl), dil, groups, out_hw, units)
+        return conv
+
+    @staticmethod
+    def _library_kernel(node: Node) -> Kernel:
+        """The conv through PyTorch's libraries (cuDNN, oneDNN, ...)."""
         a = node.attrs
         pt, pl, pb, pr = a["pads"]
         (kh, kw), stride, dil, groups = a["kernel"], tuple(a["strides"]), tuple(a["dilations"]), a["group"]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, full_box, with_axis
+from . import own_kernels
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, broadcast_box, fail
 
 
@@ -76,7 +77,7 @@ class Linear(OpFamily):
         return [(batch + (a.shape[-2], b.shape[-1]), a.dtype)]
 
     def kernel(self, node: Node) -> Kernel:
-        return F.linear if node.op is OpKind.LINEAR else torch.matmul
+        return _linear if node.op is OpKind.LINEAR else torch.matmul
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return 2 * outs[0].numel * ins[0].shape[-1]
@@ -96,3 +97,10 @@ class Linear(OpFamily):
         a_box = broadcast_box(batch + (rows, (0, a.shape[-1])), a.shape)
         b_box = broadcast_box(batch + ((0, b.shape[-2]), cols), b.shape)
         return [a_box, b_box]
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    units = own_kernels.active_units()
+    if units is not None and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16):
+        return own_kernels.linear(x, w, b, units)
+    return F.linear(x, w, b)

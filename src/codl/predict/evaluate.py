@@ -26,7 +26,7 @@ def hardware_candidates(processor: dict) -> list[HardwareParams]:
     if processor["device"] == "cpu":
         return [HardwareParams("cpu", int(processor["threads"]))]
     units = int(processor.get("sm_limit") or processor.get("sms") or 1)
-    return [HardwareParams("gpu", units)]
+    return [HardwareParams("gpu", units, own=processor.get("kernels") == "codl")]
 
 
 def score(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.regions import Box, box_shape, conv_rows
 from ..ops.conv import conv_out_size, symmetric_padding
+from ..ops.own_kernels import depthwise_tile, gemm_tiling
 
 FAMILIES = ("conv", "linear")
 
@@ -36,7 +37,8 @@ class OpConfig:
     elements of the padded copy of the input made first when the padding is uneven (a
     row share's slice: libraries pad both sides alike) and cannot be made symmetric,
     else 0. With uneven padding made symmetric, ``m`` and ``out_elems`` count the
-    surplus output rows computed and dropped.
+    surplus output rows computed and dropped (``surplus`` of them, in output pixels; codl's
+    own kernels compute only the share's).
     linear/matmul: ``m`` rows, ``n`` output features, ``k`` inner size, batch folded into m.
     """
 
@@ -50,6 +52,7 @@ class OpConfig:
     kernel: int = 1
     stride: int = 1
     padded: int = 0
+    surplus: int = 0
 
     @property
     def macs(self) -> int:
@@ -78,17 +81,20 @@ class HardwareParams:
     kind: str  # "cpu" or "gpu"
     units: int
     tiles: tuple[tuple[int, ...], ...] = ()
+    own: bool = False  # GPU: convs and linears on codl's own kernels (their tile is known)
 
     @property
     def candidates(self) -> tuple[tuple[int, ...], ...]:
         return self.tiles or (GPU_TILES if self.kind == "gpu" else CPU_TILES)
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "units": self.units, "tiles": [list(t) for t in self.tiles]}
+        d = {"kind": self.kind, "units": self.units, "tiles": [list(t) for t in self.tiles]}
+        return {**d, "own": True} if self.own else d
 
     @staticmethod
     def from_json(data: dict) -> "HardwareParams":
-        return HardwareParams(str(data["kind"]), int(data["units"]), tuple(tuple(int(v) for v in t) for t in data.get("tiles", ())))
+        return HardwareParams(str(data["kind"]), int(data["units"]), tuple(tuple(int(v) for v in t) for t in data.get("tiles", ())),
+                              bool(data.get("own", False)))
 
 
 def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
@@ -108,7 +114,8 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
         if box is not None:  # a row share pads its slice: the rows above row 0 and below the last
             lo, hi, pt, pb = conv_rows(*box[2], kh, sh, pt, dh, x_rows)
             x_rows = hi - lo
-        out_hw, padded = shape[2] * shape[3], 0
+        share_hw = out_hw = shape[2] * shape[3]
+        padded = 0
         if (pt, pl) != (pb, pr):  # as the conv kernel pads unevenly (codl.ops.conv)
             sym = symmetric_padding((pt, pl, pb, pr), (sh, sw))
             if sym is None or not x_rows:  # a padded copy of the input first
@@ -117,7 +124,7 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
                 (ph, pw), _ = sym
                 out_hw = conv_out_size(x_rows, kh, sh, ph, ph, dh) * conv_out_size(x_shape[3], kw, sw, pw, pw, dw)
         return OpConfig("conv", shape[0] * out_hw, shape[1], w[1] * kh * kw, in_elems,
-                        shape[0] * shape[1] * out_hw, part_groups, kh, sh, padded)
+                        shape[0] * shape[1] * out_hw, part_groups, kh, sh, padded, shape[0] * (out_hw - share_hw))
     if node.op in (OpKind.LINEAR, OpKind.MATMUL):
         k = graph.spec(node.inputs[0]).shape[-1]
         m = math.prod(shape[:-1])
@@ -130,7 +137,7 @@ def default_step(family: str, kind: str) -> int:
     return (32 if family == "conv" else 64) if kind == "gpu" else 16
 
 
-FEATURES = ("tile_macs", "tile_loads", "waves", "act_bytes", "weight_bytes", "pad_copy", "pad_calls", "dispatch")
+FEATURES = ("tile_macs", "tile_loads", "waves", "act_bytes", "weight_bytes", "extra_elems", "extra_calls", "dispatch")
 
 
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
@@ -139,10 +146,25 @@ def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
     return FEATURES
 
 
-def regime(config: OpConfig) -> str:
-    """The kernel family a library runs an op with, by the op's shape: GEMM for
-    linears; for convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8
-    input channels (their own direct kernels), and the rest (implicit GEMM / direct)."""
+def depthwise(config: OpConfig) -> bool:
+    """A depthwise conv (one input channel and one filter per group)."""
+    return config.family == "conv" and config.group > 1 and config.group == config.n and config.k == config.kernel ** 2
+
+
+def own_kernel(config: OpConfig, hw: HardwareParams) -> bool:
+    """Whether ``config`` runs on codl's own kernels on ``hw`` (codl.ops.own_kernels)."""
+    return hw.own and (config.family == "linear" or config.group == 1 or depthwise(config))
+
+
+def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
+    """The kernel family an op runs with, by its shape. Libraries: GEMM for linears; for
+    convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8 input channels
+    (their own direct kernels), and the rest (implicit GEMM / direct). codl's own
+    kernels (``hw.own``): GEMM, 1x1 and other convs (one implicit-GEMM kernel), depthwise."""
+    if hw is not None and own_kernel(config, hw):
+        if config.family == "linear":
+            return "own_gemm"
+        return "own_depthwise" if depthwise(config) else "own_conv1x1" if config.kernel == 1 else "own_conv"
     if config.family == "linear":
         return "gemm"
     if config.kernel == 1:
@@ -162,10 +184,18 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
         tile_loads = waves * (min(tm, M) + min(tn, N)) * K'
         act_bytes  = activation elements read and written (input, output)
         weight_bytes = weight elements read (and, on a CPU, reordered on every call)
-        pad_copy   = elements of the padded input copy (uneven padding), pad_calls its
-                     two extra kernels (fill, copy): 1 if there is one
+        extra_elems = elements of the padded input copy (uneven padding), extra_calls
+                     its two extra kernels (fill, copy): 1 if there is one
 
-    (in millions, to keep the fit well conditioned); ``dispatch`` is the constant."""
+    (in millions, to keep the fit well conditioned); ``dispatch`` is the constant.
+    On codl's own kernels (:func:`own_kernel`) the blocking is known, one row: the
+    tiling :func:`codl.ops.own_kernels.gemm_tiling` chooses, for the share's own output
+    pixels (nothing is padded); a K loop split over S programs counts ceil(tiles * S /
+    units) waves of its parts' K steps, and its partial sums as the extra pass
+    (extra_elems = M * N * S, extra_calls = 1). Depthwise: its pixels x channels tile,
+    K = the taps."""
+    if own_kernel(config, hw):
+        return [_own_features(config, hw)]
     m, n, k = config.m, config.n, config.k
     taps = config.kernel * config.kernel if config.family == "conv" else 1
     moved = [(config.in_elems + config.out_elems) / 1e6, n * k / 1e6]
@@ -179,6 +209,22 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
         rows.append([waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), *moved,
                      *pad, 1.0])
     return rows
+
+
+def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
+    m, n, k = config.m - config.surplus, config.n, config.k
+    moved = [(config.in_elems + config.out_elems - config.surplus * n) / 1e6, n * k / 1e6]
+    if depthwise(config):
+        tm, tn = depthwise_tile(n)
+        kk, split = k, 1
+    else:
+        taps = config.kernel * config.kernel
+        t = gemm_tiling(m, n, k // taps, taps, hw.units)
+        tm, tn, split = t.bm, t.bn, t.split
+        kk = math.ceil(t.steps(k // taps, taps) / split) * t.bk  # K of one program
+    waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) * split / hw.units)
+    extra = [m * n * split / 1e6, 1.0] if split > 1 else [0.0, 0.0]
+    return [waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), *moved, *extra, 1.0]
 
 
 RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs", "log_padded")

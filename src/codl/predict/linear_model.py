@@ -227,7 +227,7 @@ class AnalyticPredictor:
     def fit(self, configs: Sequence[OpConfig], times_ms: Sequence[float]) -> "AnalyticPredictor":
         y = _targets(configs, times_ms)
         _check_family(self.kind, self.family, configs)
-        names = [regime(c) for c in configs]
+        names = [regime(c, self.hw) for c in configs]
         counts = {n: names.count(n) for n in set(names)}
         fits = {}
         for name in sorted(n for n, k in counts.items() if k >= self.MIN_SAMPLES):
@@ -253,7 +253,7 @@ class AnalyticPredictor:
         _check_family(self.kind, self.family, configs)
         out = np.empty(len(configs))
         for i, c in enumerate(configs):
-            model = self.models_.get(regime(c)) or self.models_[self.default_]
+            model = self.models_.get(regime(c, self.hw)) or self.models_[self.default_]
             slot = tree_predict(model["gate"], gate_features(c))
             rows = features(c, self.hw)
             out[i] = sum(a * b for a, b in zip(rows[model["candidates"][slot]], model["coef_ms"][slot]))

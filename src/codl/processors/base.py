@@ -10,7 +10,9 @@ On CUDA, two library settings apply while the processor's work is enqueued
 for the SMs left (PyTorch's SM carveout; otherwise it tiles for the whole GPU, and on 8
 of 132 SMs linears ran 2.2 times slower in total, docs/results/predictor.md); with
 ``autotune``, cuDNN times its candidate kernels on the first call of each shape and keeps
-the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristics.
+the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristics. With
+``own_kernels``, convs and linears run on codl's own Triton kernels, whose tiling codl
+chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`).
 
 Example::
 
@@ -58,11 +60,13 @@ class Processor:
     sm_limit: int | None = None  # CUDA only: run on at most this many SMs (green context)
     cores: tuple[int, ...] | None = None  # CPU only: pin this group's threads to these cores
     autotune: bool = False  # CUDA only: cuDNN times its kernels per shape and keeps the fastest
+    own_kernels: bool = False  # CUDA only: convs and linears on codl's own kernels (codl.ops.own_kernels)
 
     @staticmethod
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
               channels_last: bool = False, sm_limit: int | None = None,
-              cores: tuple[int, ...] | None = None, autotune: bool = False) -> "Processor":
+              cores: tuple[int, ...] | None = None, autotune: bool = False,
+              own_kernels: bool = False) -> "Processor":
         """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable.
         A CPU group given ``cores`` uses one thread per core unless ``threads`` says."""
         name, _, idx = text.partition(":")
@@ -79,6 +83,12 @@ class Processor:
             raise CodlError("an SM limit applies to cuda devices only")
         if autotune and kind is not ProcessorKind.CUDA:
             raise CodlError("--autotune applies to cuda devices only (it turns on cuDNN's per-shape kernel timing)")
+        if own_kernels:
+            from ..ops.own_kernels import available
+
+            why = available() if kind is ProcessorKind.CUDA else "they are GPU kernels"
+            if why:
+                raise CodlError(f"--own-kernels applies to cuda devices with Triton only: {why}")
         if cores is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
             if kind is not ProcessorKind.CPU or not cores or not set(cores) <= allowed:
@@ -86,7 +96,7 @@ class Processor:
                                 f"process may use {sorted(allowed)} (Linux only)")
             cores = tuple(sorted(set(cores)))
             threads = threads or len(cores)
-        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores, autotune)
+        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores, autotune, own_kernels)
         proc.check_available()
         if sm_limit is not None:
             proc.stream()  # create the green context now: errors surface here, not mid-run
@@ -117,11 +127,14 @@ class Processor:
         benchmark = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = benchmark or self.autotune
         try:
-            if stream is None:
+            with contextlib.ExitStack() as stack:
+                if stream is not None:
+                    stack.enter_context(torch.cuda.stream(stream))
+                if self.own_kernels:
+                    from ..ops.own_kernels import use_own_kernels
+
+                    stack.enter_context(use_own_kernels(self.sm_limit or _sm_count(self.index)))
                 yield
-            else:
-                with torch.cuda.stream(stream):
-                    yield
         finally:
             torch.backends.cudnn.benchmark = benchmark
             if carve:
@@ -194,4 +207,6 @@ class Processor:
                 d["blas_sm_target"] = self.blas_sm_target
             if self.autotune:
                 d["autotune"] = True
+            if self.own_kernels:
+                d["kernels"] = "codl"
         return d
