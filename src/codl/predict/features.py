@@ -160,15 +160,18 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
     """The kernel family an op runs with, by its shape. Libraries: GEMM for linears; for
     convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8 input channels
     (their own direct kernels), and the rest (implicit GEMM / direct). codl's own
-    kernels (``hw.own``): depthwise, and per output tile the GEMM kernel runs with (its
-    cost per unit differs by tile: 8 warps or 4, tensor-core shape), linears and convs
-    apart."""
+    kernels (``hw.own``): depthwise, packed-tap convs (few channels), and per output
+    tile the GEMM kernel runs with (its cost per unit differs by tile: 8 warps or 4,
+    tensor-core shape), linears, 1x1 and other convs apart."""
     if hw is not None and own_kernel(config, hw):
         if depthwise(config):
             return "own_depthwise"
         taps = config.kernel * config.kernel if config.family == "conv" else 1
         t = gemm_tiling(config.m - config.surplus, config.n, config.k // taps, taps, hw.units)
-        return f"own_{'gemm' if config.family == 'linear' else 'conv'}_{t.bm}x{t.bn}"
+        if t.packed:
+            return "own_conv_packed"
+        kind = "gemm" if config.family == "linear" else "conv1x1" if config.kernel == 1 else "conv"
+        return f"own_{kind}_{t.bm}x{t.bn}"
     if config.family == "linear":
         return "gemm"
     if config.kernel == 1:
