@@ -61,6 +61,7 @@ class Tiling(NamedTuple):
         return 8 if self.bm * self.bn >= 128 * 128 else 4
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the planner and the predictor ask for the same shapes often
 def gemm_tiling(m: int, n: int, k_per_tap: int, taps: int, units: int) -> Tiling:
     """The tiling codl's GEMM kernel runs an M x N output of K = taps x k_per_tap with,
     on ``units`` SMs: of every tile and K split, the one of least estimated cost, a wave
