@@ -309,6 +309,11 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
     model = AnalyticPredictor("conv", own).fit(configs, times)
     assert len(model.models_) > 1 and all(name.startswith("own_conv") for name in model.models_)
+    small = AnalyticPredictor("conv", own)
+    small.MAX_BYTES = 400  # too small for every regime: the rarest go to the default one
+    small.fit(configs, times)
+    assert 1 <= len(small.models_) < len(model.models_) and small.default_ in small.models_
+    np.testing.assert_allclose(small.predict(configs), times, rtol=1e-3)  # one truth: any regime's model fits
     held_out = random_convs(100, 3)
     expected = [np.dot(features(c, own)[0], truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-3)

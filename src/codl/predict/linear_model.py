@@ -170,7 +170,8 @@ class AnalyticPredictor:
     +-10% is kept. Only candidates the gate uses
     are kept. A regime without enough samples uses the regime fitted on most. The saved
     model is kept under ``MAX_BYTES``: while it is larger, the largest gate is regrown
-    with two leaves fewer."""
+    with two leaves fewer, and once no gate can shrink, its rarest regime is dropped (its
+    ops go to the default regime's model)."""
 
     kind = "analytic"
     MIN_SAMPLES = 30
@@ -240,10 +241,13 @@ class AnalyticPredictor:
         self.models_ = {name: gated for name, (_, gated) in fits.items()}
         while body_bytes(self.to_json()) > self.MAX_BYTES:
             name = max(self.models_, key=lambda n: len(self.models_[n]["gate"]))
-            if leaves[name] <= 2:
+            if leaves[name] > 2 and len(self.models_[name]["gate"]) > 1:
+                leaves[name] -= 2
+                self.models_[name] = self._gated(*fits[name][0], leaves[name])
+            elif len(self.models_) > 1:  # no gate left to shrink: the rarest regime goes to the default
+                del self.models_[min((n for n in self.models_ if n != self.default_), key=lambda n: counts[n])]
+            else:
                 break
-            leaves[name] -= 2
-            self.models_[name] = self._gated(*fits[name][0], leaves[name])
         return self
 
     def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
