@@ -297,7 +297,7 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     assert features(share, own) == [row]
     dw = OpConfig("conv", 3136, 96, 9, 96 * 3136, 96 * 3136, 96, 3, 1)
     assert regime(dw, own) == "own_depthwise" and regime(conv) == "conv"
-    assert regime(conv, own) == f"own_conv_{t.bm}x{t.bn}"  # a model per tile the kernel runs with
+    assert regime(conv, own) == f"own_conv_{t.bm}x{t.bn}x{t.bk}"  # a model per kernel variant that runs
     grouped = OpConfig("conv", 3136, 96, 18, 96 * 3136, 96 * 3136, 48, 3, 1)  # two channels per group: library
     assert regime(grouped, own) == regime(grouped) and len(features(grouped, own)) == len(own.candidates)
 
@@ -319,3 +319,14 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-3)
     again = load_predictor(json.loads(json.dumps(model.to_json())))
     np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))
+
+
+def test_own_regime_without_a_model_takes_the_nearest() -> None:
+    own = HardwareParams("gpu", units=132, own=True)
+    model = AnalyticPredictor("conv", own)
+    model.default_ = "own_conv1x1_32x32x64"
+    model.models_ = {n: {"candidates": [0], "coef_ms": [[0] * 7 + [i + 1]], "gate": [[-1, 0]]}
+                     for i, n in enumerate(["own_conv1x1_32x32x64", "own_conv_128x64x64", "own_conv_128x128x64"])}
+    assert model._model_for("own_conv_128x128x32") is model.models_["own_conv_128x128x64"]  # same tile, other K step
+    assert model._model_for("own_conv_64x32x64") is model.models_["own_conv_128x64x64"]  # same kind of op
+    assert model._model_for("own_depthwise") is model.models_["own_conv1x1_32x32x64"]  # nothing near: the default

@@ -82,6 +82,7 @@ class HardwareParams:
     units: int
     tiles: tuple[tuple[int, ...], ...] = ()
     own: bool = False  # GPU: convs and linears on codl's own kernels (their tile is known)
+    slots: int = 1  # own kernels: programs an SM runs at once (fitted per kernel variant)
 
     @property
     def candidates(self) -> tuple[tuple[int, ...], ...]:
@@ -160,9 +161,9 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
     """The kernel family an op runs with, by its shape. Libraries: GEMM for linears; for
     convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8 input channels
     (their own direct kernels), and the rest (implicit GEMM / direct). codl's own
-    kernels (``hw.own``): depthwise, packed-tap convs (few channels), and per output
-    tile the GEMM kernel runs with (its cost per unit differs by tile: 8 warps or 4,
-    tensor-core shape), linears, 1x1 and other convs apart."""
+    kernels (``hw.own``): depthwise, packed-tap convs (few channels), and per variant of
+    the GEMM kernel that runs (output tile and K step: its cost per unit and the programs
+    an SM holds at once differ), linears, 1x1 and other convs apart."""
     if hw is not None and own_kernel(config, hw):
         if depthwise(config):
             return "own_depthwise"
@@ -171,7 +172,7 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
         if t.packed:
             return "own_conv_packed"
         kind = "gemm" if config.family == "linear" else "conv1x1" if config.kernel == 1 else "conv"
-        return f"own_{kind}_{t.bm}x{t.bn}"
+        return f"own_{kind}_{t.bm}x{t.bn}x{t.bk}"
     if config.family == "linear":
         return "gemm"
     if config.kernel == 1:
@@ -198,7 +199,8 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
     On codl's own kernels (:func:`own_kernel`) the blocking is known, one row: the
     tiling :func:`codl.ops.own_kernels.gemm_tiling` chooses, for the share's own output
     pixels (nothing is padded); a K loop split over S programs counts ceil(tiles * S /
-    units) waves of its parts' K steps, and its partial sums as the extra pass
+    (units * slots)) waves of its parts' K steps (``slots``: programs an SM runs at
+    once, fitted per kernel variant), and its partial sums as the extra pass
     (extra_elems = M * N * S, extra_calls = 1). Depthwise: its pixels x channels tile,
     K = the taps."""
     if own_kernel(config, hw):
@@ -229,7 +231,7 @@ def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
         t = gemm_tiling(m, n, k // taps, taps, hw.units)
         tm, tn, split = t.bm, t.bn, t.split
         kk = math.ceil(t.steps(k // taps, taps) / split) * t.bk  # K of one program
-    waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) * split / hw.units)
+    waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) * split / (hw.units * hw.slots))
     extra = [m * n * split / 1e6, 1.0] if split > 1 else [0.0, 0.0]
     return [waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), *moved, *extra, 1.0]
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -170,8 +172,8 @@ class AnalyticPredictor:
     +-10% is kept. Only candidates the gate uses
     are kept. A regime without enough samples uses the regime fitted on most. The saved
     model is kept under ``MAX_BYTES``: while it is larger, the largest gate is regrown
-    with two leaves fewer, and once no gate can shrink, its rarest regime is dropped (its
-    ops go to the default regime's model)."""
+    with two leaves fewer, and once no gate can shrink, its rarest regime is dropped. Ops
+    of a regime without a model take the nearest one's (:meth:`_model_for`)."""
 
     kind = "analytic"
     MIN_SAMPLES = 30
@@ -186,10 +188,25 @@ class AnalyticPredictor:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
 
-    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+    SLOTS = (1, 2, 3, 4)
+
+    def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray, name: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
         """((gate features, candidate coefficients, the candidate each sample is
-        assigned), the gated model with ``GATE_LEAVES`` leaves)."""
-        f = np.array([features(c, self.hw) for c in configs], dtype=np.float64)
+        assigned), the gated model with ``GATE_LEAVES`` leaves). A variant of codl's own
+        GEMM kernel is fitted for each number of programs an SM may hold at once
+        (``SLOTS``), keeping the one that fits most training samples within +-10%."""
+        if not name.startswith("own_") or name == "own_depthwise":
+            return self._fit_hw(configs, y, self.hw)[0]
+        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in self.SLOTS]
+        ((state, gated), _), slots = max(scored, key=lambda fit: fit[0][1])
+        return state, {**gated, "slots": slots}
+
+    def _hw_of(self, model: dict[str, Any]) -> HardwareParams:
+        return replace(self.hw, slots=int(model["slots"])) if "slots" in model else self.hw
+
+    def _fit_hw(self, configs: Sequence[OpConfig], y: np.ndarray, hw: HardwareParams) -> tuple[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]], float]:
+        """(the fit of :meth:`_fit_regime` on ``hw``, its share of training samples within +-10%)."""
+        f = np.array([features(c, hw) for c in configs], dtype=np.float64)
         x = np.array([gate_features(c) for c in configs])
         # the k-plane fit has local optima: several starts (the fastest-candidate model after
         # 40 and 80 rounds, each candidate fitted on all samples, fastest-candidate models
@@ -211,7 +228,7 @@ class AnalyticPredictor:
             if score > best_score:
                 best, best_score = ((x, w, pick), gated), score
         assert best is not None
-        return best
+        return best, best_score
 
     @staticmethod
     def _gated(x: np.ndarray, w: np.ndarray, pick: np.ndarray, leaves: int) -> dict[str, Any]:
@@ -233,9 +250,9 @@ class AnalyticPredictor:
         fits = {}
         for name in sorted(n for n, k in counts.items() if k >= self.MIN_SAMPLES):
             mine = [i for i, n in enumerate(names) if n == name]
-            fits[name] = self._fit_regime([configs[i] for i in mine], y[mine])
+            fits[name] = self._fit_regime([configs[i] for i in mine], y[mine], name)
         if not fits:
-            fits["all"] = self._fit_regime(configs, y)
+            fits["all"] = self._fit_regime(configs, y, "all")
         self.default_ = max(fits, key=lambda n: counts.get(n, len(configs)))
         leaves = {name: self.GATE_LEAVES for name in fits}
         self.models_ = {name: gated for name, (_, gated) in fits.items()}
@@ -243,7 +260,7 @@ class AnalyticPredictor:
             name = max(self.models_, key=lambda n: len(self.models_[n]["gate"]))
             if leaves[name] > 2 and len(self.models_[name]["gate"]) > 1:
                 leaves[name] -= 2
-                self.models_[name] = self._gated(*fits[name][0], leaves[name])
+                self.models_[name] = {**self.models_[name], **self._gated(*fits[name][0], leaves[name])}
             elif len(self.models_) > 1:  # no gate left to shrink: the rarest regime goes to the default
                 del self.models_[min((n for n in self.models_ if n != self.default_), key=lambda n: counts[n])]
             else:
@@ -257,11 +274,23 @@ class AnalyticPredictor:
         _check_family(self.kind, self.family, configs)
         out = np.empty(len(configs))
         for i, c in enumerate(configs):
-            model = self.models_.get(regime(c, self.hw)) or self.models_[self.default_]
+            model = self._model_for(regime(c, self.hw))
             slot = tree_predict(model["gate"], gate_features(c))
-            rows = features(c, self.hw)
+            rows = features(c, self._hw_of(model))
             out[i] = sum(a * b for a, b in zip(rows[model["candidates"][slot]], model["coef_ms"][slot]))
         return out
+
+    def _model_for(self, name: str) -> dict[str, Any]:
+        """The model of regime ``name``; for a regime without one (too few training
+        samples, or dropped for size), the regime whose name shares the longest start
+        with it (another K step of the same tile, then the same kind of op), the
+        default regime breaking ties."""
+        if name in self.models_:
+            return self.models_[name]
+        own = [n for n in self.models_ if n.startswith("own_")]
+        if not name.startswith("own_") or not own:
+            return self.models_[self.default_]
+        return self.models_[max(own, key=lambda n: (len(os.path.commonprefix([n, name])), n == self.default_, n))]
 
     def to_json(self) -> dict[str, Any]:
         return {**artifact_header("predictor"), "predictor": self.kind, "family": self.family,
@@ -277,7 +306,7 @@ class AnalyticPredictor:
         n_cand, n_feat = len(self.hw.candidates), len(self.feature_names)
         for m in models.values():
             used, coef, gate = m["candidates"], m["coef_ms"], m["gate"]
-            if (len(coef) != len(used) or any(len(r) != n_feat for r in coef)
+            if (int(m.get("slots", 1)) < 1 or len(coef) != len(used) or any(len(r) != n_feat for r in coef)
                     or any(not 0 <= int(u) < n_cand for u in used)
                     or any((len(n) != 2 or not 0 <= int(n[1]) < len(used)) if n[0] < 0 else len(n) != 4 for n in gate)):
                 return False
