@@ -12,8 +12,8 @@ kernels and the predictor's features.
   (columns), the K loop running per filter tap over channel chunks; any stride, padding
   (top and left given, so a row share needs no padded copy), dilation; groups 1. A
   linear is the same kernel on a 1x1 image per row (:func:`linear`).
-- :func:`depthwise2d`: depthwise convs (one input channel per group, one filter each),
-  a direct kernel over (pixels x channels) tiles.
+  Depthwise convs (one input channel and one filter per group) go, in :func:`conv2d`
+  too, to a direct kernel over (pixels x channels) tiles.
 
 Both take half or bfloat16 tensors on a CUDA device, channels-last activations
 (channels contiguous; others are made so with a copy), compute in fp32 and add the bias
@@ -131,19 +131,17 @@ def available() -> str | None:
 
 
 NUM_STAGES = 3
-SPECIALIZE = True  # let Triton specialise channel counts and strides on divisibility by 16
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels(specialize: bool = True) -> dict[str, Any]:
+def _kernels() -> dict[str, Any]:
     import triton
     import triton.language as tl
 
     # Sizes and geometry are not specialised (each distinct value pattern would compile a
-    # kernel); channel counts and strides are, when ``specialize``, for vector loads.
+    # kernel); channel counts and strides are (divisibility by 16), for vector loads:
+    # leaving them opaque too cost 4-8x (docs/results/own_kernels.md).
     shape_args = ["M", "H", "W", "OH", "OW", "KW", "TAPS", "STEPS", "PART", "SH", "SW", "PH", "PW", "DH", "DW"]
-    if not specialize:
-        shape_args += ["OC", "C", "sxn", "sxh", "sxw"]
 
     @triton.jit(do_not_specialize=shape_args)
     def gemm_conv(x_ptr, w_ptr, b_ptr, y_ptr, M, OC, C, H, W, OH, OW, KW, TAPS, STEPS, PART, sxn, sxh, sxw,
@@ -230,10 +228,7 @@ def _kernels(specialize: bool = True) -> dict[str, Any]:
             acc += tl.load(b_ptr + i % OC, mask=ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + i, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
-    dw_args = ["M", "C", "H", "W", "OH", "OW", "KH", "KW", "sxn", "sxh", "sxw", "SH", "SW", "PH", "PW", "DH", "DW"]
-
-    if specialize:
-        dw_args = [a for a in dw_args if a not in ("C", "sxn", "sxh", "sxw")]
+    dw_args = ["M", "H", "W", "OH", "OW", "KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW"]
 
     @triton.jit(do_not_specialize=dw_args)
     def depthwise(x_ptr, w_ptr, b_ptr, y_ptr, M, C, H, W, OH, OW, KH, KW, sxn, sxh, sxw, SH, SW, PH, PW, DH, DW,
@@ -272,7 +267,7 @@ def _kernels(specialize: bool = True) -> dict[str, Any]:
 
 
 def supports(x: torch.Tensor, groups: int, weight: torch.Tensor) -> bool:
-    """Whether :func:`conv2d` / :func:`depthwise2d` run this conv: a CUDA half or bfloat16
+    """Whether :func:`conv2d` runs this conv: a CUDA half or bfloat16
     input, and groups 1 or depthwise (one input channel and one filter per group)."""
     if not x.is_cuda or x.dtype not in (torch.float16, torch.bfloat16) or x.dim() != 4:
         return False
@@ -308,21 +303,21 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tup
     geometry = (stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1])
     if groups > 1:  # depthwise (supports() admits no other grouping)
         bm, bc = depthwise_tile(c)
-        grid = (triton_cdiv(m, bm), triton_cdiv(c, bc))
-        _kernels(SPECIALIZE)["depthwise"][grid](x, w, bias, y, m, c, h, wd, oh, ow, kh, kw, sxn, sxh, sxw, *geometry,
+        grid = (math.ceil(m / bm), math.ceil(c / bc))
+        _kernels()["depthwise"][grid](x, w, bias, y, m, c, h, wd, oh, ow, kh, kw, sxn, sxh, sxw, *geometry,
                                       HAS_BIAS=b is not None, ALIGNED=aligned, BM=bm, BC=bc, num_warps=4)
         return y
     t = gemm_tiling(m, oc, c, kh * kw, units)
     steps = t.steps(c, kh * kw)
     part = math.ceil(steps / t.split)
-    tiles = triton_cdiv(m, t.bm) * triton_cdiv(oc, t.bn)
+    tiles = math.ceil(m / t.bm) * math.ceil(oc / t.bn)
     out = y if t.split == 1 else torch.empty((t.split, m, oc), dtype=torch.float32, device=x.device)
-    _kernels(SPECIALIZE)["gemm_conv"][(tiles, t.split)](
+    _kernels()["gemm_conv"][(tiles, t.split)](
         x, w, bias, out, m, oc, c, h, wd, oh, ow, kw, kh * kw, steps, part, sxn, sxh, sxw, *geometry,
         HAS_BIAS=b is not None, ALIGNED=aligned, EVEN_C=c % t.bk == 0, PACKED=t.packed, SPLIT=t.split,
         BM=t.bm, BN=t.bn, BK=t.bk, num_warps=t.warps, num_stages=NUM_STAGES)
     if t.split > 1:
-        _kernels(SPECIALIZE)["split_sum"][(triton_cdiv(m * oc, 1024),)](
+        _kernels()["split_sum"][(math.ceil(m * oc / 1024),)](
             out, bias, y, m * oc, oc, SPLIT=t.split, HAS_BIAS=b is not None, BLOCK=1024, num_warps=4)
     return y
 
@@ -337,6 +332,3 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, units: int)
     y = conv2d(image, w.reshape(w.shape[0], k, 1, 1), b, (1, 1), (0, 0), (1, 1), 1, (1, 1), units)
     return y.reshape(*x.shape[:-1], w.shape[0])
 
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
