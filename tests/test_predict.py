@@ -263,14 +263,15 @@ def test_evaluation_reports_the_model_ops_apart() -> None:
 
 
 def test_own_kernel_tiling_covers_the_product() -> None:
-    from codl.ops.own_kernels import GEMM_TILES, gemm_tiling
+    from codl.ops.own_kernels import GEMM_TILES, PACKED_TILES, gemm_tiling
 
     rng = np.random.default_rng(3)
     for _ in range(300):
         m, n = int(rng.integers(1, 20000)), int(rng.integers(8, 4096))
         c, taps, units = int(rng.choice([3, 4, 8, 24, 64, 512])), int(rng.choice([1, 9, 25, 49])), int(rng.choice([8, 132]))
         t = gemm_tiling(m, n, c, taps, units)
-        assert (t.bm, t.bn) in GEMM_TILES and t.packed == (c < 16)
+        assert (t.bm, t.bn) in (PACKED_TILES if c < 16 else GEMM_TILES) and t.packed == (c < 16)
+        assert t.bk <= (32 if t.packed else 64) and (not t.packed or t.bk == 16 or c * taps > 32)
         steps = t.steps(c, taps)
         assert steps * t.bk >= c * taps  # the K loop covers every (tap, channel)
         part = -(-steps // t.split)
@@ -317,8 +318,15 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     held_out = random_convs(100, 3)
     expected = [np.dot(features(c, own)[0], truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-3)
-    again = load_predictor(json.loads(json.dumps(model.to_json())))
+    data = json.loads(json.dumps(model.to_json()))
+    again = load_predictor(data)
     np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))
+    name, first = next(iter(data["coef_ms"].items()))
+    assert set(first) <= {"coef_us", "slots"}  # one kernel's model: its coefficients, no gate
+    with pytest.raises(CodlError, match="do not match this version's"):  # a coefficient missing
+        load_predictor({**data, "coef_ms": {**data["coef_ms"], name: {**first, "coef_us": first["coef_us"][:-1]}}})
+    with pytest.raises(CodlError, match="do not match this version's"):  # own-kernel models on library hardware
+        load_predictor({**data, "hardware": {**data["hardware"], "own": False}})
 
 
 def test_own_regime_without_a_model_takes_the_nearest() -> None:

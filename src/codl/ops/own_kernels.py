@@ -31,6 +31,10 @@ import torch
 
 # (rows, columns) of the output tile a program computes; the K step is chosen apart.
 GEMM_TILES = ((128, 128), (128, 64), (64, 128), (64, 64), (64, 32), (32, 64), (32, 32))
+# Packed taps (few channels): each A element is gathered on its own, so tiles of 64 rows or
+# fewer and K steps of 16 or 32 (2x faster on the first layers than the GEMM tiles and
+# steps of 64; scripts/own_kernels_packed.py, docs/results/own_kernels.md).
+PACKED_TILES = ((64, 128), (64, 64), (32, 64), (32, 32))
 STEP_LATENCY = 4096  # per K step of a tile, beyond its outputs, in output-element units
 SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)  # ways the K loop may be split over programs
 MIN_SPLIT_STEPS = 4  # K steps each part of a split K loop runs at least
@@ -67,13 +71,16 @@ def gemm_tiling(m: int, n: int, k_per_tap: int, taps: int, units: int) -> Tiling
     on ``units`` SMs: of every tile and K split, the one of least estimated cost, a wave
     of programs costing, per K step, its tile's outputs plus ``STEP_LATENCY``, a split
     adding ``REDUCE_COST`` and its partials' elements. Channels of a tap are packed
-    across taps when a tap has under 16; the K step is the largest of 64, 32, 16 not
-    above the channels a step covers. Ties go to the first (larger) tile, fewer splits."""
+    across taps when a tap has under 16 (then of ``PACKED_TILES``, K steps of 16 where
+    K is at most 32, else 32); else the K step is the largest of 64, 32, 16 not above a
+    tap's channels. Ties go to the first (larger) tile, fewer splits."""
     packed = k_per_tap < 16
-    per_step = k_per_tap * taps if packed else k_per_tap
-    bk = 64 if per_step >= 64 else 32 if per_step >= 32 else 16
-    best, best_cost = Tiling(*GEMM_TILES[0], bk, 1, packed), math.inf
-    for bm, bn in GEMM_TILES:
+    if packed:
+        bk, tiles_of = (16 if k_per_tap * taps <= 32 else 32), PACKED_TILES
+    else:
+        bk, tiles_of = (64 if k_per_tap >= 64 else 32 if k_per_tap >= 32 else 16), GEMM_TILES
+    best, best_cost = Tiling(*tiles_of[0], bk, 1, packed), math.inf
+    for bm, bn in tiles_of:
         tiles = math.ceil(m / bm) * math.ceil(n / bn)
         steps = Tiling(bm, bn, bk, 1, packed).steps(k_per_tap, taps)
         for split in SPLITS:

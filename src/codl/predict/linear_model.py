@@ -177,6 +177,7 @@ class AnalyticPredictor:
 
     kind = "analytic"
     MIN_SAMPLES = 30
+    OWN_MIN_SAMPLES = 12  # a variant of codl's own kernel: one linear model, no gate
     GATE_LEAVES = 12
     MAX_BYTES = 2000
     HALF_STARTS = 3
@@ -195,11 +196,18 @@ class AnalyticPredictor:
         assigned), the gated model with ``GATE_LEAVES`` leaves). A variant of codl's own
         GEMM kernel is fitted for each number of programs an SM may hold at once
         (``SLOTS``), keeping the one that fits most training samples within +-10%."""
-        if not name.startswith("own_") or name == "own_depthwise":
+        if not self._own(name):
             return self._fit_hw(configs, y, self.hw)[0]
-        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in self.SLOTS]
-        ((state, gated), _), slots = max(scored, key=lambda fit: fit[0][1])
-        return state, {**gated, "slots": slots}
+        slots = self.SLOTS if name != "own_depthwise" else (1,)
+        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in slots]
+        ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
+        # one candidate and no gate: the coefficients alone, in microseconds (fewer digits)
+        w = _significant(state[1][0] * 1e3)
+        return state, {"coef_us": _compact(w), **({"slots": best} if name != "own_depthwise" else {})}
+
+    @staticmethod
+    def _own(name: str) -> bool:
+        return name.startswith("own_")
 
     def _hw_of(self, model: dict[str, Any]) -> HardwareParams:
         return replace(self.hw, slots=int(model["slots"])) if "slots" in model else self.hw
@@ -212,12 +220,14 @@ class AnalyticPredictor:
         # 40 and 80 rounds, each candidate fitted on all samples, fastest-candidate models
         # of random halves of the samples), keeping the one whose gated model is within
         # +-10% on the most training samples
-        starts = min_of_linear_checkpoints(f, y, (40, 80))
-        starts.append(np.array([nnls_relative(f[:, j, :], y) for j in range(f.shape[1])]))
-        rng = np.random.default_rng(0)
-        for _ in range(self.HALF_STARTS):
-            half = rng.random(len(y)) < 0.5
-            starts.append(fit_min_of_linear(f[half], y[half]))
+        each = np.array([nnls_relative(f[:, j, :], y) for j in range(f.shape[1])])
+        starts = [each]
+        if f.shape[1] > 1:  # one candidate (own kernels): every start ends in this one fit
+            starts = [*min_of_linear_checkpoints(f, y, (40, 80)), each]
+            rng = np.random.default_rng(0)
+            for _ in range(self.HALF_STARTS):
+                half = rng.random(len(y)) < 0.5
+                starts.append(fit_min_of_linear(f[half], y[half]))
         best, best_score = None, -1.0
         for w0 in starts:
             w, pick = refine_by_error(f, y, w0)
@@ -248,7 +258,7 @@ class AnalyticPredictor:
         names = [regime(c, self.hw) for c in configs]
         counts = {n: names.count(n) for n in set(names)}
         fits = {}
-        for name in sorted(n for n, k in counts.items() if k >= self.MIN_SAMPLES):
+        for name in sorted(n for n, k in counts.items() if k >= (self.OWN_MIN_SAMPLES if self._own(n) else self.MIN_SAMPLES)):
             mine = [i for i, n in enumerate(names) if n == name]
             fits[name] = self._fit_regime([configs[i] for i in mine], y[mine], name)
         if not fits:
@@ -257,8 +267,8 @@ class AnalyticPredictor:
         leaves = {name: self.GATE_LEAVES for name in fits}
         self.models_ = {name: gated for name, (_, gated) in fits.items()}
         while body_bytes(self.to_json()) > self.MAX_BYTES:
-            name = max(self.models_, key=lambda n: len(self.models_[n]["gate"]))
-            if leaves[name] > 2 and len(self.models_[name]["gate"]) > 1:
+            name = max(self.models_, key=lambda n: len(self.models_[n].get("gate", ())))
+            if leaves[name] > 2 and len(self.models_[name].get("gate", ())) > 1:
                 leaves[name] -= 2
                 self.models_[name] = {**self.models_[name], **self._gated(*fits[name][0], leaves[name])}
             elif len(self.models_) > 1:  # no gate left to shrink: the rarest regime goes to the default
@@ -275,8 +285,11 @@ class AnalyticPredictor:
         out = np.empty(len(configs))
         for i, c in enumerate(configs):
             model = self._model_for(regime(c, self.hw))
-            slot = tree_predict(model["gate"], gate_features(c))
             rows = features(c, self._hw_of(model))
+            if "coef_us" in model:  # one kernel, its tiling known
+                out[i] = sum(a * b for a, b in zip(rows[0], model["coef_us"])) / 1e3
+                continue
+            slot = tree_predict(model["gate"], gate_features(c))
             out[i] = sum(a * b for a, b in zip(rows[model["candidates"][slot]], model["coef_ms"][slot]))
         return out
 
@@ -305,6 +318,10 @@ class AnalyticPredictor:
         models, default = data["coef_ms"], data["default"]
         n_cand, n_feat = len(self.hw.candidates), len(self.feature_names)
         for m in models.values():
+            if "coef_us" in m:  # one kernel's model
+                if not self.hw.own or int(m.get("slots", 1)) < 1 or len(m["coef_us"]) != n_feat:
+                    return False
+                continue
             used, coef, gate = m["candidates"], m["coef_ms"], m["gate"]
             if (int(m.get("slots", 1)) < 1 or len(coef) != len(used) or any(len(r) != n_feat for r in coef)
                     or any(not 0 <= int(u) < n_cand for u in used)
