@@ -19,6 +19,7 @@ from codl.ir.regions import full_box, with_axis
 from codl.profile import Sample
 from codl.predict import (AnalyticPredictor, FlopsPredictor, HardwareParams, OpConfig, config_of, features,
                           load_predictor, nnls_relative)
+from codl.predict.features import FEATURES, regime
 
 CPU = HardwareParams("cpu", units=8, tiles=((32, 32),))  # one blocking: the model is linear in its features
 GPU = HardwareParams("gpu", units=132, tiles=((128, 64),))
@@ -322,9 +323,9 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     again = load_predictor(data)
     np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))
     name, first = next(iter(data["coef_ms"].items()))
-    assert set(first) <= {"coef_us", "slots"}  # one kernel's model: its coefficients, no gate
+    assert len(first) == len(FEATURES) + 1 and first[0] in AnalyticPredictor.SLOTS  # [slots, *coefficients]: no gate
     with pytest.raises(CodlError, match="do not match this version's"):  # a coefficient missing
-        load_predictor({**data, "coef_ms": {**data["coef_ms"], name: {**first, "coef_us": first["coef_us"][:-1]}}})
+        load_predictor({**data, "coef_ms": {**data["coef_ms"], name: first[:-1]}})
     with pytest.raises(CodlError, match="do not match this version's"):  # own-kernel models on library hardware
         load_predictor({**data, "hardware": {**data["hardware"], "own": False}})
 
@@ -333,8 +334,24 @@ def test_own_regime_without_a_model_takes_the_nearest() -> None:
     own = HardwareParams("gpu", units=132, own=True)
     model = AnalyticPredictor("conv", own)
     model.default_ = "own_conv1x1_32x32x64"
-    model.models_ = {n: {"candidates": [0], "coef_ms": [[0] * 7 + [i + 1]], "gate": [[-1, 0]]}
+    model.models_ = {n: [1] + [0] * 7 + [i + 1]
                      for i, n in enumerate(["own_conv1x1_32x32x64", "own_conv_128x64x64", "own_conv_128x128x64"])}
     assert model._model_for("own_conv_128x128x32") is model.models_["own_conv_128x128x64"]  # same tile, other K step
     assert model._model_for("own_conv_64x32x64") is model.models_["own_conv_128x64x64"]  # same kind of op
     assert model._model_for("own_depthwise") is model.models_["own_conv1x1_32x32x64"]  # nothing near: the default
+    model.models_["own_conv"] = [2] + [0] * 7 + [9]  # the kind's pooled model, where fitted, comes first
+    assert model._model_for("own_conv_64x32x64") is model.models_["own_conv"]
+    assert model._model_for("own_conv1x1_64x32x64") is model.models_["own_conv1x1_32x32x64"]
+
+
+def test_rare_own_variants_take_their_kinds_pooled_model() -> None:
+    own = HardwareParams("gpu", units=132, own=True)
+    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02])
+    configs = [c for c in random_convs(300, 2) if not c.padded]
+    times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
+    model = AnalyticPredictor("conv", own).fit(configs, times)
+    names = [regime(c, own) for c in configs]
+    rare = [n for n in set(names) if names.count(n) < model.OWN_MIN_SAMPLES and n.startswith("own_conv_")]
+    assert rare and "own_conv" in model.models_ and not set(rare) & set(model.models_)
+    mine = [c for c, n in zip(configs, names) if n in rare]
+    np.testing.assert_allclose(model.predict(mine), [np.dot(features(c, own)[0], truth) for c in mine], rtol=1e-3)

@@ -152,14 +152,16 @@ def _kernels() -> dict[str, Any]:
 
     @triton.jit(do_not_specialize=shape_args)
     def gemm_conv(x_ptr, w_ptr, b_ptr, y_ptr, M, OC, C, H, W, OH, OW, KW, TAPS, STEPS, PART, sxn, sxh, sxw,
-                  SH, SW, PH, PW, DH, DW, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr, EVEN_C: tl.constexpr,
-                  PACKED: tl.constexpr, SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                  SH, SW, PH, PW, DH, DW, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr, OC_ALIGNED: tl.constexpr,
+                  EVEN_C: tl.constexpr, PACKED: tl.constexpr, SPLIT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                  BK: tl.constexpr):
         # program (tile, part): output tile rows x columns, K steps [part * PART, +PART)
         if ALIGNED:  # channels and strides are multiples of 8: written so, the compiler
             C = C // 8 * 8  # knows it and loads 16 bytes at a time (2x faster where C % 16 != 0)
             sxn = sxn // 8 * 8
             sxh = sxh // 8 * 8
             sxw = sxw // 8 * 8
+        if OC_ALIGNED:  # the same for the output channels (whatever the input's)
             OC = OC // 8 * 8
         pid = tl.program_id(0)
         part = tl.program_id(1)
@@ -305,7 +307,7 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tup
         return y
     w = w.contiguous(memory_format=torch.channels_last)  # (OC, KH, KW, C) in memory; no copy if already so
     sxn, _, sxh, sxw = x.stride()
-    aligned = _aligned(c, sxn, sxh, sxw, oc) and x.data_ptr() % 16 == 0
+    aligned = _aligned(c, sxn, sxh, sxw) and x.data_ptr() % 16 == 0
     bias = b if b is not None else w
     geometry = (stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1])
     if groups > 1:  # depthwise (supports() admits no other grouping)
@@ -321,7 +323,8 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tup
     out = y if t.split == 1 else torch.empty((t.split, m, oc), dtype=torch.float32, device=x.device)
     _kernels()["gemm_conv"][(tiles, t.split)](
         x, w, bias, out, m, oc, c, h, wd, oh, ow, kw, kh * kw, steps, part, sxn, sxh, sxw, *geometry,
-        HAS_BIAS=b is not None, ALIGNED=aligned, EVEN_C=c % t.bk == 0, PACKED=t.packed, SPLIT=t.split,
+        HAS_BIAS=b is not None, ALIGNED=aligned, OC_ALIGNED=_aligned(oc), EVEN_C=c % t.bk == 0, PACKED=t.packed,
+        SPLIT=t.split,
         BM=t.bm, BN=t.bn, BK=t.bk, num_warps=t.warps, num_stages=NUM_STAGES)
     if t.split > 1:
         _kernels()["split_sum"][(math.ceil(m * oc / 1024),)](

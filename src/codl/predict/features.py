@@ -161,17 +161,19 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
     """The kernel family an op runs with, by its shape. Libraries: GEMM for linears; for
     convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8 input channels
     (their own direct kernels), and the rest (implicit GEMM / direct). codl's own
-    kernels (``hw.own``): depthwise, packed-tap convs (few channels), and per variant of
-    the GEMM kernel that runs (output tile and K step: its cost per unit and the programs
-    an SM holds at once differ), linears, 1x1 and other convs apart."""
+    kernels (``hw.own``): depthwise, and per variant of the GEMM kernel that runs (output
+    tile and K step: its cost per unit and the programs an SM holds at once differ),
+    linears, 1x1 convs, other convs, and packed-tap convs (few channels; 8 channels a tap
+    apart, whose gathers load 16 bytes at once) apart."""
     if hw is not None and own_kernel(config, hw):
         if depthwise(config):
             return "own_depthwise"
         taps = config.kernel * config.kernel if config.family == "conv" else 1
         t = gemm_tiling(config.m - config.surplus, config.n, config.k // taps, taps, hw.units)
-        if t.packed:
-            return "own_conv_packed"
-        kind = "gemm" if config.family == "linear" else "conv1x1" if config.kernel == 1 else "conv"
+        if t.packed:  # gathered loads: 16 bytes at a time where a tap's channels are 8, else one element
+            kind = "conv_packed8" if config.k // taps == 8 else "conv_packed"
+        else:
+            kind = "gemm" if config.family == "linear" else "conv1x1" if config.kernel == 1 else "conv"
         return f"own_{kind}_{t.bm}x{t.bn}x{t.bk}"
     if config.family == "linear":
         return "gemm"

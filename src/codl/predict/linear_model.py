@@ -201,16 +201,28 @@ class AnalyticPredictor:
         slots = self.SLOTS if name != "own_depthwise" else (1,)
         scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in slots]
         ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
-        # one candidate and no gate: the coefficients alone, in microseconds (fewer digits)
-        w = _significant(state[1][0] * 1e3)
-        return state, {"coef_us": _compact(w), **({"slots": best} if name != "own_depthwise" else {})}
+        # one candidate and no gate: [programs per SM, coefficients in microseconds (fewer digits)]
+        return state, [best, *_compact(_significant(state[1][0] * 1e3))]
 
     @staticmethod
     def _own(name: str) -> bool:
         return name.startswith("own_")
 
-    def _hw_of(self, model: dict[str, Any]) -> HardwareParams:
+    @staticmethod
+    def _kind(name: str) -> str | None:
+        """The kind of op of an own-kernel variant's regime (``own_conv_64x32x64``:
+        ``own_conv``), None for other regimes."""
+        head, _, tile = name.rpartition("_")
+        return head if name.startswith("own_") and "x" in tile else None
+
+    def _hw_of(self, model: dict[str, Any] | list[float]) -> HardwareParams:
+        if isinstance(model, list):  # an own-kernel variant: [slots, *coefficients]
+            return replace(self.hw, slots=int(model[0]))
         return replace(self.hw, slots=int(model["slots"])) if "slots" in model else self.hw
+
+    @staticmethod
+    def _gate_size(model: dict[str, Any] | list[float]) -> int:
+        return len(model["gate"]) if isinstance(model, dict) else 0
 
     def _fit_hw(self, configs: Sequence[OpConfig], y: np.ndarray, hw: HardwareParams) -> tuple[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]], float]:
         """(the fit of :meth:`_fit_regime` on ``hw``, its share of training samples within +-10%)."""
@@ -261,14 +273,21 @@ class AnalyticPredictor:
         for name in sorted(n for n, k in counts.items() if k >= (self.OWN_MIN_SAMPLES if self._own(n) else self.MIN_SAMPLES)):
             mine = [i for i, n in enumerate(names) if n == name]
             fits[name] = self._fit_regime([configs[i] for i in mine], y[mine], name)
+        # a variant without a model of its own takes its kind's (all the kind's variants pooled)
+        kinds = [self._kind(n) for n in names]
+        for kind in sorted({k for k in kinds if k is not None}):
+            mine = [i for i, k in enumerate(kinds) if k == kind]
+            if any(names[i] not in fits for i in mine) and len(mine) >= self.OWN_MIN_SAMPLES:
+                fits[kind] = self._fit_regime([configs[i] for i in mine], y[mine], kind)
+                counts[kind] = len(mine)
         if not fits:
             fits["all"] = self._fit_regime(configs, y, "all")
         self.default_ = max(fits, key=lambda n: counts.get(n, len(configs)))
         leaves = {name: self.GATE_LEAVES for name in fits}
         self.models_ = {name: gated for name, (_, gated) in fits.items()}
         while body_bytes(self.to_json()) > self.MAX_BYTES:
-            name = max(self.models_, key=lambda n: len(self.models_[n].get("gate", ())))
-            if leaves[name] > 2 and len(self.models_[name].get("gate", ())) > 1:
+            name = max(self.models_, key=lambda n: self._gate_size(self.models_[n]))
+            if leaves[name] > 2 and self._gate_size(self.models_[name]) > 1:
                 leaves[name] -= 2
                 self.models_[name] = {**self.models_[name], **self._gated(*fits[name][0], leaves[name])}
             elif len(self.models_) > 1:  # no gate left to shrink: the rarest regime goes to the default
@@ -286,8 +305,8 @@ class AnalyticPredictor:
         for i, c in enumerate(configs):
             model = self._model_for(regime(c, self.hw))
             rows = features(c, self._hw_of(model))
-            if "coef_us" in model:  # one kernel, its tiling known
-                out[i] = sum(a * b for a, b in zip(rows[0], model["coef_us"])) / 1e3
+            if isinstance(model, list):  # one kernel, its tiling known: [slots, *coefficients in us]
+                out[i] = sum(a * b for a, b in zip(rows[0], model[1:])) / 1e3
                 continue
             slot = tree_predict(model["gate"], gate_features(c))
             out[i] = sum(a * b for a, b in zip(rows[model["candidates"][slot]], model["coef_ms"][slot]))
@@ -300,6 +319,8 @@ class AnalyticPredictor:
         default regime breaking ties."""
         if name in self.models_:
             return self.models_[name]
+        if self._kind(name) in self.models_:
+            return self.models_[self._kind(name)]
         own = [n for n in self.models_ if n.startswith("own_")]
         if not name.startswith("own_") or not own:
             return self.models_[self.default_]
@@ -318,8 +339,8 @@ class AnalyticPredictor:
         models, default = data["coef_ms"], data["default"]
         n_cand, n_feat = len(self.hw.candidates), len(self.feature_names)
         for m in models.values():
-            if "coef_us" in m:  # one kernel's model
-                if not self.hw.own or int(m.get("slots", 1)) < 1 or len(m["coef_us"]) != n_feat:
+            if isinstance(m, list):  # one kernel's model: [slots, *coefficients]
+                if not self.hw.own or len(m) != n_feat + 1 or int(m[0]) < 1:
                     return False
                 continue
             used, coef, gate = m["candidates"], m["coef_ms"], m["gate"]
