@@ -63,7 +63,8 @@ def main() -> None:
                 rows.append(dict(c=c, h=h, w=w, oc=oc, k=k, s=s, bm=bm, bn=bn, bk=bk, warps=warps, packed=int(packed),
                                  steps=steps, programs=math.ceil(oh * ow / bm) * math.ceil(oc / bn), us=ms * 1e3,
                                  lib_us=lib_ms * 1e3, rel_err=err,
-                                 rule=int((bm, bn, bk, packed) == chosen[:3] + (chosen.packed,) and chosen.split == 1)))
+                                 rule=int((bm, bn, bk, packed, warps) == (*chosen[:3], chosen.packed, chosen.warps)
+                                          and chosen.split == 1)))
             mine = [r for r in rows if (r["c"], r["h"], r["w"], r["oc"], r["k"], r["s"]) == (c, h, w, oc, k, s)]
             best = min(mine, key=lambda r: r["us"] if r["us"] == r["us"] else math.inf)
             print(f"{(c, h, w, oc, k, s)}: cuDNN {lib_ms * 1e3:.1f} us, rule {chosen.bm}x{chosen.bn}x{chosen.bk} "
