@@ -319,6 +319,11 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     held_out = random_convs(100, 3)
     expected = [np.dot(features(c, own)[0], truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-3)
+    names = [regime(c, own) for c in configs]  # variants too rare for a model take their kind's, pooled
+    rare = [n for n in set(names) if names.count(n) < model.OWN_MIN_SAMPLES and n.startswith("own_conv_")]
+    assert rare and "own_conv" in model.models_ and not set(rare) & set(model.models_)
+    mine = [i for i, n in enumerate(names) if n in rare]
+    np.testing.assert_allclose(model.predict([configs[i] for i in mine]), [times[i] for i in mine], rtol=1e-3)
     data = json.loads(json.dumps(model.to_json()))
     again = load_predictor(data)
     np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))
@@ -343,15 +348,3 @@ def test_own_regime_without_a_model_takes_the_nearest() -> None:
     assert model._model_for("own_conv_64x32x64") is model.models_["own_conv"]
     assert model._model_for("own_conv1x1_64x32x64") is model.models_["own_conv1x1_32x32x64"]
 
-
-def test_rare_own_variants_take_their_kinds_pooled_model() -> None:
-    own = HardwareParams("gpu", units=132, own=True)
-    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02])
-    configs = [c for c in random_convs(300, 2) if not c.padded]
-    times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
-    model = AnalyticPredictor("conv", own).fit(configs, times)
-    names = [regime(c, own) for c in configs]
-    rare = [n for n in set(names) if names.count(n) < model.OWN_MIN_SAMPLES and n.startswith("own_conv_")]
-    assert rare and "own_conv" in model.models_ and not set(rare) & set(model.models_)
-    mine = [c for c, n in zip(configs, names) if n in rare]
-    np.testing.assert_allclose(model.predict(mine), [np.dot(features(c, own)[0], truth) for c in mine], rtol=1e-3)

@@ -173,7 +173,10 @@ class AnalyticPredictor:
     are kept. A regime without enough samples uses the regime fitted on most. The saved
     model is kept under ``MAX_BYTES``: while it is larger, the largest gate is regrown
     with two leaves fewer, and once no gate can shrink, its rarest regime is dropped. Ops
-    of a regime without a model take the nearest one's (:meth:`_model_for`)."""
+    of a regime without a model take the nearest one's (:meth:`_model_for`). On codl's
+    own kernels a regime (a kernel variant) has one candidate and no gate, needs
+    ``OWN_MIN_SAMPLES``, and each kind of op also gets a model pooled over its variants
+    for those without one."""
 
     kind = "analytic"
     MIN_SAMPLES = 30
@@ -194,8 +197,9 @@ class AnalyticPredictor:
     def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray, name: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
         """((gate features, candidate coefficients, the candidate each sample is
         assigned), the gated model with ``GATE_LEAVES`` leaves). A variant of codl's own
-        GEMM kernel is fitted for each number of programs an SM may hold at once
-        (``SLOTS``), keeping the one that fits most training samples within +-10%."""
+        GEMM kernel (one candidate, no gate) is fitted for each number of programs an SM
+        may hold at once (``SLOTS``), keeping the one that fits most training samples
+        within +-10%; its model is ``[slots, *coefficients in us]``."""
         if not self._own(name):
             return self._fit_hw(configs, y, self.hw)[0]
         slots = self.SLOTS if name != "own_depthwise" else (1,)
@@ -213,7 +217,7 @@ class AnalyticPredictor:
         """The kind of op of an own-kernel variant's regime (``own_conv_64x32x64``:
         ``own_conv``), None for other regimes."""
         head, _, tile = name.rpartition("_")
-        return head if name.startswith("own_") and "x" in tile else None
+        return head if name.startswith("own_") and tile.replace("x", "").isdigit() else None
 
     def _hw_of(self, model: dict[str, Any] | list[float]) -> HardwareParams:
         if isinstance(model, list):  # an own-kernel variant: [slots, *coefficients]
@@ -233,8 +237,8 @@ class AnalyticPredictor:
         # of random halves of the samples), keeping the one whose gated model is within
         # +-10% on the most training samples
         each = np.array([nnls_relative(f[:, j, :], y) for j in range(f.shape[1])])
-        starts = [each]
-        if f.shape[1] > 1:  # one candidate (own kernels): every start ends in this one fit
+        starts = [each]  # with one candidate (own kernels) every start would end in this fit
+        if f.shape[1] > 1:
             starts = [*min_of_linear_checkpoints(f, y, (40, 80)), each]
             rng = np.random.default_rng(0)
             for _ in range(self.HALF_STARTS):
@@ -312,11 +316,12 @@ class AnalyticPredictor:
             out[i] = sum(a * b for a, b in zip(rows[model["candidates"][slot]], model["coef_ms"][slot]))
         return out
 
-    def _model_for(self, name: str) -> dict[str, Any]:
+    def _model_for(self, name: str) -> dict[str, Any] | list[float]:
         """The model of regime ``name``; for a regime without one (too few training
-        samples, or dropped for size), the regime whose name shares the longest start
-        with it (another K step of the same tile, then the same kind of op), the
-        default regime breaking ties."""
+        samples, or dropped for size), its kind's pooled model (own kernels, where
+        fitted), else the regime whose name shares the longest start with it (another K
+        step of the same tile, then the same kind of op), the default regime breaking
+        ties."""
         if name in self.models_:
             return self.models_[name]
         if self._kind(name) in self.models_:
