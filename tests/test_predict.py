@@ -300,6 +300,10 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     dw = OpConfig("conv", 3136, 96, 9, 96 * 3136, 96 * 3136, 96, 3, 1)
     assert regime(dw, own) == "own_depthwise" and regime(conv) == "conv"
     assert regime(conv, own) == f"own_conv_{t.bm}x{t.bn}x{t.bk}"  # a model per kernel variant that runs
+    lin = OpConfig("linear", 197, 3072, 768, 197 * 768, 197 * 3072)
+    t = gemm_tiling(197, 3072, 768, 1, 132)
+    assert regime(lin, own) == f"own_gemm_{t.bm}x{t.bn}x{t.bk}"
+    assert regime(OpConfig("linear", 197, 3064, 768, 197 * 768, 197 * 3064), own).startswith("own_gemm_n8_")
     grouped = OpConfig("conv", 3136, 96, 18, 96 * 3136, 96 * 3136, 48, 3, 1)  # two channels per group: library
     assert regime(grouped, own) == regime(grouped) and len(features(grouped, own)) == len(own.candidates)
 
