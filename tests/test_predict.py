@@ -335,6 +335,9 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     assert len(first) == len(FEATURES) + 1 and first[0] in AnalyticPredictor.SLOTS  # [slots, *coefficients]: no gate
     with pytest.raises(CodlError, match="do not match this version's"):  # a coefficient missing
         load_predictor({**data, "coef_ms": {**data["coef_ms"], name: first[:-1]}})
+    earlier = {"candidates": [0], "coef_ms": [first[1:]], "gate": [[-1, 0]], "slots": first[0]}
+    with pytest.raises(CodlError, match="do not match this version's"):  # the earlier own-kernel format
+        load_predictor({**data, "coef_ms": {**data["coef_ms"], name: earlier}})
     with pytest.raises(CodlError, match="do not match this version's"):  # own-kernel models on library hardware
         load_predictor({**data, "hardware": {**data["hardware"], "own": False}})
 

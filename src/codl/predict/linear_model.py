@@ -217,12 +217,12 @@ class AnalyticPredictor:
         """The kind of op of an own-kernel variant's regime (``own_conv_64x32x64``:
         ``own_conv``), None for other regimes."""
         head, _, tile = name.rpartition("_")
-        return head if name.startswith("own_") and tile.replace("x", "").isdigit() else None
+        return head if AnalyticPredictor._own(name) and tile.replace("x", "").isdigit() else None
 
     def _hw_of(self, model: dict[str, Any] | list[float]) -> HardwareParams:
         if isinstance(model, list):  # an own-kernel variant: [slots, *coefficients]
             return replace(self.hw, slots=int(model[0]))
-        return replace(self.hw, slots=int(model["slots"])) if "slots" in model else self.hw
+        return self.hw
 
     @staticmethod
     def _gate_size(model: dict[str, Any] | list[float]) -> int:
@@ -326,8 +326,8 @@ class AnalyticPredictor:
             return self.models_[name]
         if self._kind(name) in self.models_:
             return self.models_[self._kind(name)]
-        own = [n for n in self.models_ if n.startswith("own_")]
-        if not name.startswith("own_") or not own:
+        own = [n for n in self.models_ if self._own(n)]
+        if not self._own(name) or not own:
             return self.models_[self.default_]
         return self.models_[max(own, key=lambda n: (len(os.path.commonprefix([n, name])), n == self.default_, n))]
 
@@ -349,7 +349,8 @@ class AnalyticPredictor:
                     return False
                 continue
             used, coef, gate = m["candidates"], m["coef_ms"], m["gate"]
-            if (int(m.get("slots", 1)) < 1 or len(coef) != len(used) or any(len(r) != n_feat for r in coef)
+            if ("slots" in m  # an own-kernel variant in the earlier gated format: refit
+                    or len(coef) != len(used) or any(len(r) != n_feat for r in coef)
                     or any(not 0 <= int(u) < n_cand for u in used)
                     or any((len(n) != 2 or not 0 <= int(n[1]) < len(used)) if n[0] < 0 else len(n) != 4 for n in gate)):
                 return False
