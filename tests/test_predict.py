@@ -94,6 +94,31 @@ def test_nnls_keeps_coefficients_non_negative() -> None:
     assert np.all(w >= 0)
 
 
+def test_nnls_matches_exhaustive_search() -> None:
+    """The active-set solver reaches the optimum that trying every subset of features
+    (least squares on each, the non-negative solutions compared) finds, including with
+    duplicated and all-zero features."""
+    import itertools
+
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        n = int(rng.integers(2, 8))
+        m = int(rng.integers(n + 3, 50))
+        x = np.abs(rng.normal(size=(m, n))) * (rng.random((m, n)) < 0.7)
+        x[:, -1] = x[:, 0] if rng.random() < 0.3 else x[:, -1]
+        y = x @ (np.abs(rng.normal(size=n)) * (rng.random(n) < 0.6)) + np.abs(rng.normal(size=m)) * 0.3 + 0.1
+        a, b = x / y[:, None], np.ones(m)
+        best = np.inf
+        for r in range(1, n + 1):
+            for cols in itertools.combinations(range(n), r):
+                w_sub = np.linalg.lstsq(a[:, cols], b, rcond=None)[0]
+                if np.all(w_sub >= 0):
+                    best = min(best, float(np.sum((a[:, cols] @ w_sub - b) ** 2)))
+        w = nnls_relative(x, y)
+        assert np.all(w >= 0)
+        assert float(np.sum((a @ w - b) ** 2)) <= best * (1 + 1e-9) + 1e-12
+
+
 def test_json_round_trip(tmp_path: Path) -> None:
     configs = random_convs(50, 5)
     times = [0.01 + c.macs * 1e-9 for c in configs]

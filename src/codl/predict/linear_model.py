@@ -12,7 +12,6 @@ learned attributes end in ``_``) and save to small versioned JSON.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from dataclasses import replace
@@ -27,23 +26,36 @@ from .tree import fit_tree, tree_predict
 
 
 def nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative w minimising sum(((x @ w) - y) / y)^2. Exact for the few features
-    used here: every subset of active features is solved by least squares, and the best
-    non-negative solution kept."""
+    """Non-negative w minimising sum(((x @ w) - y) / y)^2: non-negative least squares on
+    the rows scaled by 1/y, by Lawson and Hanson's active-set method (the problem is
+    convex, so this is its optimum)."""
     scale = 1.0 / np.maximum(y, 1e-12)
-    a, b = x * scale[:, None], y * scale
-    best, best_err = np.zeros(x.shape[1]), np.inf
-    for r in range(1, x.shape[1] + 1):
-        for cols in itertools.combinations(range(x.shape[1]), r):
-            w_sub, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
-            if np.any(w_sub < 0):
-                continue
-            w = np.zeros(x.shape[1])
-            w[list(cols)] = w_sub
-            err = float(np.sum((a @ w - b) ** 2))
-            if err < best_err:
-                best, best_err = w, err
-    return best
+    return nnls(x * scale[:, None], y * scale)
+
+
+def nnls(a: np.ndarray, b: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """Non-negative w minimising |a @ w - b|^2 (Lawson-Hanson active set): features join
+    the free set by the steepest gradient; where an unconstrained solve on the free set
+    turns a weight negative, the step stops at the first zero and that feature leaves."""
+    n = a.shape[1]
+    w, free = np.zeros(n), np.zeros(n, dtype=bool)
+    for _ in range(3 * n + 3):
+        grad = a.T @ (b - a @ w)
+        join = ~free & (grad > tol * max(1.0, float(np.abs(grad).max())))
+        if not join.any():
+            break
+        free[int(np.argmax(np.where(join, grad, -np.inf)))] = True
+        while True:
+            z = np.zeros(n)
+            z[free] = np.linalg.lstsq(a[:, free], b, rcond=None)[0]
+            if np.all(z[free] > 0):
+                w = z
+                break
+            neg = free & (z <= 0)
+            w = w + float(np.min(w[neg] / (w[neg] - z[neg]))) * (z - w)
+            free &= w > tol
+            w[~free] = 0.0
+    return w
 
 
 def _check_family(kind: str, family: str, configs: Sequence[OpConfig]) -> None:
