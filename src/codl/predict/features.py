@@ -139,12 +139,14 @@ def default_step(family: str, kind: str) -> int:
 
 
 FEATURES = ("tile_macs", "tile_loads", "waves", "act_bytes", "weight_bytes", "extra_elems", "extra_calls", "dispatch")
+# codl's own kernels: four more (see :func:`features`); ops they do not run have these at 0
+OWN_FEATURES = FEATURES + ("masked_loads", "sm_macs", "tile_steps", "sm_outs")
 
 
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
     if family not in FAMILIES:
         raise ValueError(f"unknown op family {family!r}; featured families: {FAMILIES}")
-    return FEATURES
+    return OWN_FEATURES if hw.own else FEATURES
 
 
 def depthwise(config: OpConfig) -> bool:
@@ -161,11 +163,11 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
     """The kernel family an op runs with, by its shape. Libraries: GEMM for linears; for
     convs 1x1 (a GEMM over pixels), first-layer-like convs with under 8 input channels
     (their own direct kernels), and the rest (implicit GEMM / direct). codl's own
-    kernels (``hw.own``): depthwise, and per variant of the GEMM kernel that runs (output
-    tile and K step: its cost per unit and the programs an SM holds at once differ),
-    linears (output features a multiple of 16 or not apart), 1x1 convs, other convs, and
-    packed-tap convs (few channels; 8 channels a tap apart, whose gathers load 16 bytes at
-    once) apart."""
+    kernels (``hw.own``): depthwise, and per output tile of the GEMM kernel that runs (its
+    cost per unit and the programs an SM holds at once differ; its K steps of 16, 32 or
+    64 share a model, the steps being a feature), linears (output features a multiple of
+    16 or not apart), 1x1 convs, other convs, and packed-tap convs (few channels; 8
+    channels a tap apart, whose gathers load 16 bytes at once) apart."""
     if hw is not None and own_kernel(config, hw):
         if depthwise(config):
             return "own_depthwise"
@@ -177,7 +179,7 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
             kind = "gemm" if config.n % 16 == 0 else "gemm_n8"
         else:
             kind = "conv1x1" if config.kernel == 1 else "conv"
-        return f"own_{kind}_{t.bm}x{t.bn}x{t.bk}"
+        return f"own_{kind}_{t.bm}x{t.bn}"
     if config.family == "linear":
         return "gemm"
     if config.kernel == 1:
@@ -186,7 +188,7 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
 
 
 def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
-    """Named features (:data:`FEATURES`) of ``config`` for each candidate blocking of
+    """Named features (:func:`feature_names`) of ``config`` for each candidate blocking of
     ``hw``, one row per candidate. For a blocking of tm x tn output elements, the
     tiles are spread over the units in waves, and a wave costs its multiply-adds and
     its operand loads (CoDL's ceil-based counts, seed 003):
@@ -206,10 +208,26 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
     pixels (nothing is padded); a K loop split over S programs counts ceil(tiles * S /
     (units * slots)) waves of its parts' K steps (``slots``: programs an SM runs at
     once, fitted per kernel variant), and its partial sums as the extra pass
-    (extra_elems = M * N * S, extra_calls = 1). Depthwise: its pixels x channels tile,
-    K = the taps."""
+    (extra_elems = M * N * S, extra_calls = 1). Four more (:data:`OWN_FEATURES`), where
+    P = ceil(tiles * S / units) programs run on the busiest SM and K'' is one program's K:
+
+        masked_loads = tile_loads where a tap's channels are not a multiple of the K
+                       step (every load then masked by channel), else 0
+        sm_macs    = P * tm * tn * K''   (programs sharing an SM share its throughput:
+                                          with waves, a program costs a + b * P)
+        tile_steps = waves * K'' / step  (a K step's fixed cost: loop, barrier, addresses)
+        sm_outs    = P * tm * tn         (each program's epilogue: its tile written)
+
+    Depthwise: its pixels x channels tile, K = the taps, and its loads the program's
+    input window (the stride spreads it); masked where channels are not a multiple of 8."""
     if own_kernel(config, hw):
         return [_own_features(config, hw)]
+    if hw.own:  # a library op on a GPU running codl's kernels otherwise (grouped convs)
+        return [row + [0.0] * 4 for row in _library_features(config, hw)]
+    return _library_features(config, hw)
+
+
+def _library_features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
     m, n, k = config.m, config.n, config.k
     taps = config.kernel * config.kernel if config.family == "conv" else 1
     moved = [(config.in_elems + config.out_elems) / 1e6, n * k / 1e6]
@@ -230,15 +248,23 @@ def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
     moved = [(config.in_elems + config.out_elems - config.surplus * n) / 1e6, n * k / 1e6]
     if depthwise(config):
         tm, tn = depthwise_tile(n)
-        kk, split = k, 1
+        kk = bk = k
+        split, even = 1, n % 8 == 0  # channels not a multiple of 8: loaded one at a time
     else:
         taps = config.kernel * config.kernel
         t = gemm_tiling(m, n, k // taps, taps, hw.units)
-        tm, tn, split = t.bm, t.bn, t.split
+        tm, tn, split, bk = t.bm, t.bn, t.split, t.bk
         kk = math.ceil(t.steps(k // taps, taps) / split) * t.bk  # K of one program
-    waves = math.ceil(math.ceil(m / tm) * math.ceil(n / tn) * split / (hw.units * hw.slots))
+        even = t.packed or (k // taps) % t.bk == 0  # else every load is masked by channel
+    programs = math.ceil(m / tm) * math.ceil(n / tn) * split
+    waves = math.ceil(programs / (hw.units * hw.slots))
+    per_sm = math.ceil(programs / hw.units)
     extra = [m * n * split / 1e6, 1.0] if split > 1 else [0.0, 0.0]
-    return [waves * tm * tn * kk / 1e6, waves * (min(tm, m) + min(tn, n)) * kk / 1e6, float(waves), *moved, *extra, 1.0]
+    loads = waves * (min(tm, m) + min(tn, n)) * kk / 1e6
+    if depthwise(config):  # a program's input window (its tile's pixels x channels, the stride's spread)
+        loads = waves * config.in_elems / programs / 1e6
+    return [waves * tm * tn * kk / 1e6, loads, float(waves), *moved, *extra, 1.0,
+            0.0 if even else loads, per_sm * tm * tn * kk / 1e6, waves * kk / bk, per_sm * tm * tn / 1e6]
 
 
 RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs", "log_padded")

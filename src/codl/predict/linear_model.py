@@ -214,7 +214,7 @@ class AnalyticPredictor:
         within +-10%; its model is ``[slots, *coefficients in us]``."""
         if not self._own(name):
             return self._fit_hw(configs, y, self.hw)[0]
-        slots = self.SLOTS if name != "own_depthwise" else (1,)
+        slots = self.SLOTS
         scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in slots]
         ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
         # one candidate and no gate: [programs per SM, coefficients in microseconds (fewer digits)]
@@ -226,7 +226,7 @@ class AnalyticPredictor:
 
     @staticmethod
     def _kind(name: str) -> str | None:
-        """The kind of op of an own-kernel variant's regime (``own_conv_64x32x64``:
+        """The kind of op of an own-kernel variant's regime (``own_conv_64x32``:
         ``own_conv``), None for other regimes."""
         head, _, tile = name.rpartition("_")
         return head if AnalyticPredictor._own(name) and tile.replace("x", "").isdigit() else None
@@ -331,9 +331,8 @@ class AnalyticPredictor:
     def _model_for(self, name: str) -> dict[str, Any] | list[float]:
         """The model of regime ``name``; for a regime without one (too few training
         samples, or dropped for size), its kind's pooled model (own kernels, where
-        fitted), else the regime whose name shares the longest start with it (another K
-        step of the same tile, then the same kind of op), the default regime breaking
-        ties."""
+        fitted), else the regime whose name shares the longest start with it (the same
+        kind of op, then the same tile rows), the default regime breaking ties."""
         if name in self.models_:
             return self.models_[name]
         if self._kind(name) in self.models_:
