@@ -320,7 +320,8 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     assert row[:3] == [waves * t.bm * t.bn * part / 1e6, waves * (t.bm + t.bn) * part / 1e6, waves]
     assert row[5:8] == [169 * 1024 * t.split / 1e6, 1.0, 1.0]  # the split's partial sums: one extra kernel
     per_sm = -(-(-(-169 // t.bm) * -(-1024 // t.bn) * t.split) // 132)  # programs on the busiest SM
-    assert row[8:] == [0.0, per_sm * t.bm * t.bn * part / 1e6, waves * part / t.bk, per_sm * t.bm * t.bn / 1e6]
+    assert row[8:] == [0.0, per_sm * t.bm * t.bn * part / 1e6, waves * part / t.bk, per_sm * t.bm * t.bn / 1e6,
+                       waves * (t.bm + t.bn) * min(part, 2 * t.bk) / 1e6, float(t.split)]
     # channels not a multiple of the K step: every load is masked, a feature of its own
     odd = OpConfig("conv", 169, 1024, 500 * 9, 500 * 15 * 15, 1024 * 169, 1, 3, 1)
     (odd_row,) = features(odd, own)
@@ -341,7 +342,7 @@ def test_own_kernel_features_follow_the_tiling() -> None:
 
 def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     own = HardwareParams("gpu", units=132, own=True)
-    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02, 1e-3, 5e-4, 2e-4, 3e-3])
+    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02, 1e-3, 5e-4, 2e-4, 3e-3, 1e-3, 1e-3])
     configs = [c for c in random_convs(300, 2) if not c.padded]
     times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
     model = AnalyticPredictor("conv", own).fit(configs, times)
@@ -379,12 +380,12 @@ def test_own_regime_without_a_model_takes_the_nearest() -> None:
     own = HardwareParams("gpu", units=132, own=True)
     model = AnalyticPredictor("conv", own)
     model.default_ = "own_conv1x1_32x32"
-    model.models_ = {n: [1] + [0] * 11 + [i + 1]
+    model.models_ = {n: [1] + [0] * (len(OWN_FEATURES) - 1) + [i + 1]
                      for i, n in enumerate(["own_conv1x1_32x32", "own_conv_64x64", "own_conv_128x128"])}
     assert model._model_for("own_conv_128x64") is model.models_["own_conv_128x128"]  # the same rows of the same kind
     assert model._model_for("own_conv_64x32") is model.models_["own_conv_64x64"]
     assert model._model_for("own_depthwise") is model.models_["own_conv1x1_32x32"]  # nothing near: the default
-    model.models_["own_conv"] = [2] + [0] * 11 + [9]  # the kind's pooled model, where fitted, comes first
+    model.models_["own_conv"] = [2] + [0] * (len(OWN_FEATURES) - 1) + [9]  # the kind's pooled model, where fitted, comes first
     assert model._model_for("own_conv_64x32") is model.models_["own_conv"]
     assert model._model_for("own_conv1x1_64x32") is model.models_["own_conv1x1_32x32"]
 

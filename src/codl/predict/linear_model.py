@@ -204,7 +204,7 @@ class AnalyticPredictor:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.family, self.hw)
 
-    SLOTS = (1, 2, 3, 4)
+    SLOTS = (1, 2, 3, 4, 6, 8)
 
     def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray, name: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
         """((gate features, candidate coefficients, the candidate each sample is
@@ -218,7 +218,7 @@ class AnalyticPredictor:
         scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in slots]
         ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
         # one candidate and no gate: [programs per SM, coefficients in microseconds (fewer digits)]
-        return state, [best, *_compact(_significant(state[1][0] * 1e3))]
+        return state, [best, *_compact(_significant(state[1][0] * 1e3, 3))]
 
     @staticmethod
     def _own(name: str) -> bool:
