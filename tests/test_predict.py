@@ -321,7 +321,10 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     assert row[5:8] == [169 * 1024 * t.split / 1e6, 1.0, 1.0]  # the split's partial sums: one extra kernel
     per_sm = -(-(-(-169 // t.bm) * -(-1024 // t.bn) * t.split) // 132)  # programs on the busiest SM
     assert row[8:] == [0.0, per_sm * t.bm * t.bn * part / 1e6, waves * part / t.bk, per_sm * t.bm * t.bn / 1e6,
-                       waves * (t.bm + t.bn) * min(part, 2 * t.bk) / 1e6, float(t.split)]
+                       waves * (t.bm + t.bn) * min(part, 2 * t.bk) / 1e6, float(t.split), 0.0, 0.0]
+    # output channels not a multiple of 16: the busiest SM's work and epilogues again
+    (n8_row,) = features(OpConfig("conv", 169, 1000, 512 * 9, 512 * 15 * 15, 1000 * 169, 1, 3, 1), own)
+    assert n8_row[-2:] == n8_row[9:10] + n8_row[11:12] and n8_row[-1] > 0
     # channels not a multiple of the K step: every load is masked, a feature of its own
     odd = OpConfig("conv", 169, 1024, 500 * 9, 500 * 15 * 15, 1024 * 169, 1, 3, 1)
     (odd_row,) = features(odd, own)
@@ -342,7 +345,7 @@ def test_own_kernel_features_follow_the_tiling() -> None:
 
 def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     own = HardwareParams("gpu", units=132, own=True)
-    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02, 1e-3, 5e-4, 2e-4, 3e-3, 1e-3, 1e-3])
+    truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02, 1e-3, 5e-4, 2e-4, 3e-3, 1e-3, 1e-3, 2e-4, 1e-3])
     configs = [c for c in random_convs(300, 2) if not c.padded]
     times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
     model = AnalyticPredictor("conv", own).fit(configs, times)

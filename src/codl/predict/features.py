@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.regions import Box, box_shape, conv_rows
 from ..ops.conv import conv_out_size, symmetric_padding
-from ..ops.own_kernels import depthwise_tile, gemm_tiling
+from ..ops.own_kernels import NUM_STAGES, depthwise_tile, gemm_tiling
 
 FAMILIES = ("conv", "linear")
 
@@ -139,8 +139,9 @@ def default_step(family: str, kind: str) -> int:
 
 
 FEATURES = ("tile_macs", "tile_loads", "waves", "act_bytes", "weight_bytes", "extra_elems", "extra_calls", "dispatch")
-# codl's own kernels: six more (see :func:`features`); ops they do not run have these at 0
-OWN_FEATURES = FEATURES + ("masked_loads", "sm_macs", "tile_steps", "sm_outs", "first_loads", "split_parts")
+# codl's own kernels: eight more (see :func:`features`); ops they do not run have these at 0
+OWN_FEATURES = FEATURES + ("masked_loads", "sm_macs", "tile_steps", "sm_outs", "first_loads", "split_parts",
+                           "n8_macs", "n8_outs")
 
 
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
@@ -208,7 +209,7 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
     pixels (nothing is padded); a K loop split over S programs counts ceil(tiles * S /
     (units * slots)) waves of its parts' K steps (``slots``: programs an SM runs at
     once, fitted per kernel variant), and its partial sums as the extra pass
-    (extra_elems = M * N * S, extra_calls = 1). Six more (:data:`OWN_FEATURES`), where
+    (extra_elems = M * N * S, extra_calls = 1). Eight more (:data:`OWN_FEATURES`), where
     P = ceil(tiles * S / units) programs run on the busiest SM and K'' is one program's K:
 
         masked_loads = tile_loads where a tap's channels are not a multiple of the K
@@ -217,17 +218,19 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
                                           with waves, a program costs a + b * P)
         tile_steps = waves * K'' / step  (a K step's fixed cost: loop, barrier, addresses)
         sm_outs    = P * tm * tn         (each program's epilogue: its tile written)
-        first_loads = waves * (tm + tn) * min(K'', 2 * step)  (the loads before the
-                                          pipeline fills, exposed where K is short)
+        first_loads = waves * (tm + tn) * min(K'', (stages - 1) * step)  (the loads
+                                          before the pipeline fills, exposed where K is short)
         split_parts = S where the K loop is split, else 0  (each part's partials
                                           written, and read back by the summing kernel)
+        n8_macs, n8_outs = sm_macs, sm_outs where the output channels are not a
+                          multiple of 16, else 0 (at 8 SMs such convs ran ~30% slower)
 
     Depthwise: its pixels x channels tile, K = the taps, and its loads the program's
     input window (the stride spreads it); masked where channels are not a multiple of 8."""
     if own_kernel(config, hw):
         return [_own_features(config, hw)]
     if hw.own:  # a library op on a GPU running codl's kernels otherwise (grouped convs)
-        return [row + [0.0] * 6 for row in _library_features(config, hw)]
+        return [row + [0.0] * 8 for row in _library_features(config, hw)]
     return _library_features(config, hw)
 
 
@@ -269,7 +272,8 @@ def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
         loads = waves * config.in_elems / programs / 1e6
     return [waves * tm * tn * kk / 1e6, loads, float(waves), *moved, *extra, 1.0,
             0.0 if even else loads, per_sm * tm * tn * kk / 1e6, waves * kk / bk, per_sm * tm * tn / 1e6,
-            waves * (min(tm, m) + min(tn, n)) * min(kk, 2 * bk) / 1e6, float(split) if split > 1 else 0.0]
+            waves * (min(tm, m) + min(tn, n)) * min(kk, (NUM_STAGES - 1) * bk) / 1e6, float(split) if split > 1 else 0.0,
+            *([0.0, 0.0] if n % 16 == 0 else [per_sm * tm * tn * kk / 1e6, per_sm * tm * tn / 1e6])]
 
 
 RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs", "log_padded")
