@@ -92,6 +92,9 @@ def test_nnls_keeps_coefficients_non_negative() -> None:
     y = np.array([3.0, 2.0, 1.0])  # decreasing: an unconstrained fit would need a negative slope
     w = nnls_relative(x, y)
     assert np.all(w >= 0)
+    # a feature that is always zero, and an exact fit: finite, the zero feature unused
+    w = nnls_relative(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]), np.array([2.0, 4.0, 6.0]))
+    np.testing.assert_allclose(w, [2.0, 0.0])
 
 
 def test_nnls_matches_exhaustive_search() -> None:

@@ -253,7 +253,8 @@ def _library_features(config: OpConfig, hw: HardwareParams) -> list[list[float]]
 def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
     m, n, k = config.m - config.surplus, config.n, config.k
     moved = [(config.in_elems + config.out_elems - config.surplus * n) / 1e6, n * k / 1e6]
-    if depthwise(config):
+    dw = depthwise(config)
+    if dw:
         tm, tn = depthwise_tile(n)
         kk = bk = k
         split, even = 1, n % 8 == 0  # channels not a multiple of 8: loaded one at a time
@@ -267,9 +268,10 @@ def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
     waves = math.ceil(programs / (hw.units * hw.slots))
     per_sm = math.ceil(programs / hw.units)
     extra = [m * n * split / 1e6, 1.0] if split > 1 else [0.0, 0.0]
-    loads = waves * (min(tm, m) + min(tn, n)) * kk / 1e6
-    if depthwise(config):  # a program's input window (its tile's pixels x channels, the stride's spread)
+    if dw:  # a program's input window (its tile's pixels x channels, the stride's spread)
         loads = waves * config.in_elems / programs / 1e6
+    else:
+        loads = waves * (min(tm, m) + min(tn, n)) * kk / 1e6
     return [waves * tm * tn * kk / 1e6, loads, float(waves), *moved, *extra, 1.0,
             0.0 if even else loads, per_sm * tm * tn * kk / 1e6, waves * kk / bk, per_sm * tm * tn / 1e6,
             waves * (min(tm, m) + min(tn, n)) * min(kk, (NUM_STAGES - 1) * bk) / 1e6, float(split) if split > 1 else 0.0,

@@ -52,7 +52,8 @@ def nnls(a: np.ndarray, b: np.ndarray, tol: float = 1e-10) -> np.ndarray:
                 w = z
                 break
             neg = free & (z <= 0)
-            w = w + float(np.min(w[neg] / (w[neg] - z[neg]))) * (z - w)
+            gap = w[neg] - z[neg]  # >= 0; 0 only for a weight at zero staying there
+            w = w + float(np.min(np.divide(w[neg], gap, out=np.zeros_like(gap), where=gap > 0))) * (z - w)
             free &= w > tol
             w[~free] = 0.0
     return w
