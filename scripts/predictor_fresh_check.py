@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codl.predict.evaluate import fit_analytic, forest_available, hardware_candidates, score
-from codl.predict.linear_model import FlopsPredictor
+from codl.predict.evaluate import fit_predictors, score
 from codl.profile import load_profile
 
 
@@ -36,7 +35,6 @@ def main() -> int:
     train = [(b, s.config(), ms) for b, s, ms in load_profile(train_path)]
     seen = {b for b, _, _ in train}
     fresh = [(b, s.config(), ms) for b, s, ms in load_profile(fresh_path) if b not in seen]
-    hw = hardware_candidates(described[0])
     results: dict = {}
     print(f"fitted on {train_path.name} ({len(train)} samples), judged on the {len(fresh)} samples of "
           f"{fresh_path.name} whose ops the first never measured")
@@ -46,13 +44,8 @@ def main() -> int:
         tt = [t for _, c, t in train if c.family == family]
         ec = [c for _, c, _ in fresh if c.family == family]
         et = np.array([t for _, c, t in fresh if c.family == family])
-        models = {"analytic": fit_analytic(family, tc, tt, hw), "flops": FlopsPredictor(family, hw[0]).fit(tc, tt)}
-        if forest_available():
-            from codl.predict.forest import ForestPredictor
-
-            models["forest"] = ForestPredictor(family, seed=0).fit(tc, tt)
         results[family] = {}
-        for name, model in models.items():
+        for name, model in fit_predictors(family, tc, tt, described[0]).items():
             s = {**score(model.predict(ec), et), "n_train": len(tc), "n_test": len(ec)}
             results[family][name] = s
             print(f"{family:<8} {name:<10} {s['within_5']:>6.1%} {s['within_10']:>6.1%} {s['within_15']:>6.1%} "

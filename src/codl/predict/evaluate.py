@@ -65,6 +65,17 @@ def us_per_prediction(model: Any, config: OpConfig, n: int = 500) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
+def fit_predictors(family: str, configs: Sequence[OpConfig], times: Sequence[float], processor: dict,
+                   seed: int = 0) -> dict[str, Any]:
+    """The predictors compared side by side, fitted on ``configs``: analytic, flops and,
+    where scikit-learn is installed, forest."""
+    models: dict[str, Any] = {"analytic": fit_analytic(family, configs, times, hardware_candidates(processor)),
+                              "flops": FlopsPredictor(family, hardware_candidates(processor)[0]).fit(configs, times)}
+    if forest_available():
+        models["forest"] = ForestPredictor(family, seed=seed).fit(configs, times)
+    return models
+
+
 def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed: int = 0,
              test_share: float = 0.3, model_ops: frozenset[str] = frozenset()) -> dict[str, dict[str, dict[str, float]]]:
     """rows: (base key, config, measured ms); processor: its description (see
@@ -84,10 +95,7 @@ def evaluate(rows: Sequence[tuple[str, OpConfig, float]], processor: dict, seed:
             continue
         tc, tt = [c for c, _ in train], [t for _, t in train]
         ec, et = [c for c, _ in test], np.array([t for _, t in test])
-        models: dict[str, Any] = {"analytic": fit_analytic(family, tc, tt, hardware_candidates(processor)),
-                                  "flops": FlopsPredictor(family, hardware_candidates(processor)[0]).fit(tc, tt)}
-        if forest_available():
-            models["forest"] = ForestPredictor(family, seed=seed).fit(tc, tt)
+        models = fit_predictors(family, tc, tt, processor, seed)
         results[family] = {}
         for name, model in models.items():
             pred = model.predict(ec)

@@ -215,8 +215,7 @@ class AnalyticPredictor:
         within +-10%; its model is ``[slots, *coefficients in us]``."""
         if not self._own(name):
             return self._fit_hw(configs, y, self.hw)[0]
-        slots = self.SLOTS
-        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in slots]
+        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in self.SLOTS]
         ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
         # one candidate and no gate: [programs per SM, coefficients in microseconds (fewer digits)]
         return state, [best, *_compact(_significant(state[1][0] * 1e3, 3))]
