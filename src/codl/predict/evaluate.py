@@ -18,13 +18,23 @@ from .features import HardwareParams, OpConfig
 from .forest import ForestPredictor
 from .linear_model import AnalyticPredictor, FlopsPredictor, body_bytes
 
+# cache sizes (per-core L2, shared L3) tried for a CPU profile that does not record its own
+CACHE_CANDIDATES = tuple((l2 << 20, l3 << 20) for l2 in (1, 2) for l3 in (16, 32, 64))
+
+
 def hardware_candidates(processor: dict) -> list[HardwareParams]:
     """The processor parameters the analytic model may assume (as
     ``Processor.describe()`` or a profile's settings record the processor); fitting
-    keeps the one that explains the training data best. The candidate blockings are
-    inside each (:class:`HardwareParams`), so one per processor for now."""
+    keeps the one that explains the training data best. GPUs: one each (the candidate
+    blockings are inside it). CPUs: the PyTorch paths' model with the caches the
+    profile recorded, or, for a profile that did not record them, each of
+    ``CACHE_CANDIDATES``."""
     if processor["device"] == "cpu":
-        return [HardwareParams("cpu", int(processor["threads"]))]
+        caches = ([(int(processor["l2_bytes"]), int(processor["l3_bytes"]))] if "l3_bytes" in processor
+                  else CACHE_CANDIDATES)
+        eb = 2 if processor.get("dtype") in ("float16", "bfloat16") else 8 if processor.get("dtype") == "float64" else 4
+        return [HardwareParams("cpu", int(processor["threads"]), cpu_paths=True, l2_bytes=l2, l3_bytes=l3, elem_bytes=eb,
+                               native_conv=processor.get("dtype", "float32") == "float32") for l2, l3 in caches]
     units = int(processor.get("sm_limit") or processor.get("sms") or 1)
     return [HardwareParams("gpu", units, own=processor.get("kernels") == "codl")]
 

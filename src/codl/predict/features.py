@@ -53,6 +53,10 @@ class OpConfig:
     stride: int = 1
     padded: int = 0
     surplus: int = 0
+    batch: int = 1
+    x_elems: int = 0  # the input tensor as the library gets it (slice, or padded copy)
+    valid_taps: int = 0  # kernel taps inside the input, summed over the output pixels the library computes
+    out_rows: int = 0  # output rows the library computes (per image)
 
     @property
     def macs(self) -> int:
@@ -83,6 +87,14 @@ class HardwareParams:
     tiles: tuple[tuple[int, ...], ...] = ()
     own: bool = False  # GPU: convs and linears on codl's own kernels (their tile is known)
     slots: int = 1  # own kernels: programs an SM runs at once (fitted per kernel variant)
+    # CPU: model the routine PyTorch runs for each op (:func:`cpu_path`) instead of
+    # candidate blockings; with the caches' sizes in bytes (per-core L2, shared L3), the
+    # element size, and whether PyTorch's own im2col+GEMM conv path can run (float32)
+    cpu_paths: bool = False
+    l2_bytes: int = 1 << 20
+    l3_bytes: int = 32 << 20
+    elem_bytes: int = 4
+    native_conv: bool = True
 
     @property
     def candidates(self) -> tuple[tuple[int, ...], ...]:
@@ -90,12 +102,20 @@ class HardwareParams:
 
     def to_json(self) -> dict:
         d = {"kind": self.kind, "units": self.units, "tiles": [list(t) for t in self.tiles]}
+        if self.cpu_paths:
+            d.update(cpu_paths=True, l2_bytes=self.l2_bytes, l3_bytes=self.l3_bytes, elem_bytes=self.elem_bytes,
+                     native_conv=self.native_conv)
         return {**d, "own": True} if self.own else d
 
     @staticmethod
     def from_json(data: dict) -> "HardwareParams":
+        cpu = {k: type(getattr(_CPU_DEFAULTS, k))(data[k]) for k in ("l2_bytes", "l3_bytes", "elem_bytes", "native_conv")
+               if k in data}
         return HardwareParams(str(data["kind"]), int(data["units"]), tuple(tuple(int(v) for v in t) for t in data.get("tiles", ())),
-                              bool(data.get("own", False)))
+                              bool(data.get("own", False)), cpu_paths=bool(data.get("cpu_paths", False)), **cpu)
+
+
+_CPU_DEFAULTS = HardwareParams("cpu", 1)
 
 
 def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
@@ -117,20 +137,39 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
             x_rows = hi - lo
         share_hw = out_hw = shape[2] * shape[3]
         padded = 0
+        x_cols, lib_pads = x_shape[3], (pt, pl, pb, pr)  # the library call's input and padding
         if (pt, pl) != (pb, pr):  # as the conv kernel pads unevenly (codl.ops.conv)
             sym = symmetric_padding((pt, pl, pb, pr), (sh, sw))
             if sym is None or not x_rows:  # a padded copy of the input first
                 padded = in_elems
+                x_rows, x_cols, lib_pads = x_rows + pt + pb, x_cols + pl + pr, (0, 0, 0, 0)
             else:  # symmetric padding, the surplus output rows and columns computed and dropped
                 (ph, pw), _ = sym
+                lib_pads = (ph, pw, ph, pw)
                 out_hw = conv_out_size(x_rows, kh, sh, ph, ph, dh) * conv_out_size(x_shape[3], kw, sw, pw, pw, dw)
+        oh = conv_out_size(x_rows, kh, sh, lib_pads[0], lib_pads[2], dh)
+        ow = conv_out_size(x_cols, kw, sw, lib_pads[1], lib_pads[3], dw)
+        valid = taps_inside(x_rows, kh, sh, lib_pads[0], dh, oh) * taps_inside(x_cols, kw, sw, lib_pads[1], dw, ow)
         return OpConfig("conv", shape[0] * out_hw, shape[1], w[1] * kh * kw, in_elems,
-                        shape[0] * shape[1] * out_hw, part_groups, kh, sh, padded, shape[0] * (out_hw - share_hw))
+                        shape[0] * shape[1] * out_hw, part_groups, kh, sh, padded, shape[0] * (out_hw - share_hw),
+                        shape[0], shape[0] * w[1] * part_groups * x_rows * x_cols, shape[0] * valid, oh)
     if node.op in (OpKind.LINEAR, OpKind.MATMUL):
         k = graph.spec(node.inputs[0]).shape[-1]
         m = math.prod(shape[:-1])
-        return OpConfig("linear", m, shape[-1], k, m * k, math.prod(shape))
+        return OpConfig("linear", m, shape[-1], k, m * k, math.prod(shape), x_elems=m * k)
     raise ValueError(f"no latency features for {node.op.value}; featured families: {FAMILIES}")
+
+
+def taps_inside(size: int, k: int, s: int, p: int, d: int, out: int) -> int:
+    """Kernel taps that fall inside an input of ``size`` (not on padding), summed over
+    ``out`` outputs of a window (kernel ``k``, stride ``s``, leading padding ``p``,
+    dilation ``d``) along one axis."""
+    total = 0
+    for j in range(k):
+        off = j * d - p  # input position of tap j for output 0
+        lo, hi = max(0, -(off // s) if off < 0 else 0), min(out - 1, (size - 1 - off) // s)
+        total += max(0, hi - lo + 1)
+    return total
 
 
 def default_step(family: str, kind: str) -> int:
@@ -144,9 +183,16 @@ OWN_FEATURES = FEATURES + ("masked_loads", "sm_macs", "tile_steps", "sm_outs", "
                            "n8_macs", "n8_outs")
 
 
+# the CPU paths (HardwareParams.cpu_paths): see :func:`cpu_features`
+CPU_FEATURES = ("macs", "tail_rows", "tail_macs", "scalar_macs", "odd_rows", "calls", "b_l2", "b_l3", "b_dram",
+                "a_l2", "a_l3", "a_dram", "c_l2", "c_l3", "c_dram", "fresh", "copy", "tiles", "dispatch")
+
+
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
     if family not in FAMILIES:
         raise ValueError(f"unknown op family {family!r}; featured families: {FAMILIES}")
+    if hw.cpu_paths:
+        return CPU_FEATURES
     return OWN_FEATURES if hw.own else FEATURES
 
 
@@ -169,6 +215,8 @@ def regime(config: OpConfig, hw: HardwareParams | None = None) -> str:
     64 share a model, the steps being a feature), linears (output features a multiple of
     16 or not apart), 1x1 convs, other convs, and packed-tap convs (few channels; 8
     channels a tap apart, whose gathers load 16 bytes at once) apart."""
+    if hw is not None and hw.cpu_paths:
+        return cpu_path(config, hw)
     if hw is not None and own_kernel(config, hw):
         if depthwise(config):
             return "own_depthwise"
@@ -227,6 +275,8 @@ def features(config: OpConfig, hw: HardwareParams) -> list[list[float]]:
 
     Depthwise: its pixels x channels tile, K = the taps, and its loads the program's
     input window (the stride spreads it); masked where channels are not a multiple of 8."""
+    if hw.cpu_paths:
+        return [cpu_features(config, hw)]
     if own_kernel(config, hw):
         return [_own_features(config, hw)]
     if hw.own:  # a library op on a GPU running codl's kernels otherwise (grouped convs)
@@ -276,6 +326,119 @@ def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
             0.0 if even else loads, per_sm * tm * tn * kk / 1e6, waves * kk / bk, per_sm * tm * tn / 1e6,
             waves * (min(tm, m) + min(tn, n)) * min(kk, (NUM_STAGES - 1) * bk) / 1e6, float(split) if split > 1 else 0.0,
             *([0.0, 0.0] if n % 16 == 0 else [per_sm * tm * tn * kk / 1e6, per_sm * tm * tn / 1e6])]
+
+
+# PyTorch (aten's use_mkldnn) runs a float32 CPU conv of batch 1 on its own im2col+GEMM
+# path, not oneDNN, when it is a 1x1 stride-1 conv on one thread, or an ungrouped conv
+# with kernels of at most 3 on an input of at most this many elements
+NATIVE_CONV_MAX_ELEMS = 20480
+# glibc maps allocations above this (its largest mmap threshold) afresh on every call:
+# their pages are faulted in and zeroed each time
+MMAP_BYTES = 32 << 20
+SMALL_ROWS = 32  # GEMMs of fewer rows take MKL's small-matrix code (odd rows, row pairs)
+
+
+def native_conv(config: OpConfig, hw: HardwareParams) -> bool:
+    """Whether PyTorch runs this conv on its own im2col+GEMM path (else oneDNN)."""
+    if not hw.native_conv or config.batch >= 16:
+        return False
+    pointwise = config.kernel == 1 and config.stride == 1
+    if pointwise and hw.units == 1:
+        return True
+    return config.group == 1 and config.kernel <= 3 and config.x_elems <= NATIVE_CONV_MAX_ELEMS
+
+
+def cpu_path(config: OpConfig, hw: HardwareParams) -> str:
+    """The routine PyTorch runs for an op on the CPU, as a regime name: linears on
+    MKL's GEMV (one row), its small-matrix GEMM (under ``SMALL_ROWS`` rows) or its GEMM;
+    convs on PyTorch's own path (a GEMM on the input as it is for 1x1 stride-1 convs,
+    after an im2col copy otherwise; "_small" with under ``SMALL_ROWS`` output channels)
+    or on oneDNN (grouped, 1x1, under 16 input channels, direct)."""
+    if config.family == "linear":
+        return "cpu_gemv" if config.m == 1 else "cpu_gemm_small" if config.m < SMALL_ROWS else "cpu_gemm"
+    if native_conv(config, hw):
+        kind = "cpu_gemm1x1" if config.kernel == 1 and config.stride == 1 else "cpu_im2col"
+        return kind + ("_small" if config.n < SMALL_ROWS else "")
+    if config.group > 1:
+        return "cpu_dnn_group"
+    if config.kernel == 1:
+        return "cpu_dnn1x1"
+    return "cpu_dnn_small_ic" if config.k // (config.kernel ** 2) < 16 else "cpu_dnn"
+
+
+def _levels(elems: float, foot: float, hw: HardwareParams) -> list[float]:
+    """``elems`` (millions) split by the cache level that holds a working set of
+    ``foot`` bytes: L2, L3, memory. A level fills from half its size (other data,
+    other tenants): the share beyond half of it goes to the next level, all of it at
+    its full size."""
+    def beyond(cap: int) -> float:
+        return min(1.0, max(0.0, (foot - cap / 2) / (cap / 2)))
+    b2, b3 = beyond(hw.l2_bytes), beyond(hw.l3_bytes)
+    return [elems * (1 - b2), elems * (b2 - b3), elems * b3]
+
+
+def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
+    """Features (:data:`CPU_FEATURES`, in millions) of the routine :func:`cpu_path` says
+    runs. A GEMM C (m x n) = A (m x k) B (k x n), n being the side the vector registers
+    run along (a linear's output features; a conv's output pixels, its output channels
+    being m):
+
+        macs        = m * n' * k      (n rounded up to 16 lanes)
+        tail_rows   = m * k where n is not a multiple of 16 (the tail's extra pass),
+        tail_macs   = m * k * (n mod 16), scalar_macs = m * k * (n mod 4) (lanes the
+                      tail computes with narrower vectors, then one at a time)
+        odd_rows    = n * k where m is odd (the small-matrix code takes rows in pairs
+                      and the last row on its own: one more pass over B)
+        calls       = n (one pass per column of B)
+        b_*, a_*, c_* = elements of B, A and C, split by the cache level that holds
+                      B, and all three, alike (L2, L3, memory; :func:`_levels`)
+        fresh       = elements of C in an allocation above MMAP_BYTES (pages faulted
+                      in on every call)
+        copy        = the im2col copy's elements (k * n)
+        tiles       = ceil(m / 6) * ceil(n / 16) register tiles
+
+    oneDNN convs: macs over the taps inside the input only (it skips padding), channels
+    rounded up to its 16-channel blocks (input channels as they are under 16; one
+    channel a group for grouped convs); calls = output rows x channel blocks x taps (its
+    kernel's calls); b_*, a_*, c_* the weights, input and output it reorders to and from
+    its blocked layout on every call; copy = the strided input a 1x1 conv of stride 2
+    gathers first. ``dispatch`` is the constant."""
+    path, eb = cpu_path(config, hw), hw.elem_bytes
+    f = dict.fromkeys(CPU_FEATURES, 0.0)
+    f["dispatch"] = 1.0
+    if config.family == "linear" or path.startswith(("cpu_gemm1x1", "cpu_im2col")):
+        if config.family == "linear":
+            m, n, k = config.m, config.n, config.k
+        else:  # out (channels x pixels) = weights (channels x K) @ columns (K x pixels)
+            m, n, k = config.n, config.m // config.batch, config.k
+        if path.startswith("cpu_im2col"):
+            f["copy"] = k * n / 1e6
+        f.update(macs=m * _up(n, 16) * k / 1e6, tail_rows=m * k * (n % 16 > 0) / 1e6, tail_macs=m * k * (n % 16) / 1e6,
+                 scalar_macs=m * k * (n % 4) / 1e6, odd_rows=n * k * (m % 2) / 1e6, calls=n / 1e6,
+                 fresh=m * n / 1e6 if m * n * eb > MMAP_BYTES else 0.0, tiles=math.ceil(m / 6) * math.ceil(n / 16) / 1e6)
+        a, b, c = m * k, n * k, m * n
+        foots = {"b": b * eb, "a": (a + b + c) * eb, "c": (a + b + c) * eb}  # B streamed; A and C beside it
+    else:
+        oc, ic, taps = config.n, config.k // config.kernel ** 2, config.kernel ** 2
+        if config.group > 1:  # one channel a group (depthwise), else the group's channels
+            macs = config.valid_taps * _up(oc, 16) * ic
+            calls = config.out_rows * math.ceil(oc / 16) * taps
+        else:
+            macs = config.valid_taps * _up(oc, 16) * (ic if ic < 16 else _up(ic, 16))
+            calls = config.out_rows * math.ceil(oc / 16) * math.ceil(ic / 16) * taps
+        if path == "cpu_dnn1x1" and config.stride > 1:
+            f["copy"] = config.m * ic / 1e6
+        a, b, c = config.x_elems, oc * config.k, config.out_elems
+        f.update(macs=macs / 1e6, calls=calls / 1e6, fresh=c / 1e6 if c * eb > MMAP_BYTES else 0.0)
+        foots = {"b": b * eb, "a": a * eb, "c": c * eb}  # each reorder on its own
+    for name, elems in (("b", b), ("a", a), ("c", c)):
+        levels = _levels(elems / 1e6, foots[name], hw)
+        f.update({f"{name}_l2": levels[0], f"{name}_l3": levels[1], f"{name}_dram": levels[2]})
+    return list(f.values())
+
+
+def _up(v: int, step: int) -> int:
+    return math.ceil(v / step) * step
 
 
 RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs", "log_padded")

@@ -189,7 +189,8 @@ class AnalyticPredictor:
     of a regime without a model take the nearest one's (:meth:`_model_for`). On codl's
     own kernels a regime (a kernel variant) has one candidate and no gate, needs
     ``OWN_MIN_SAMPLES``, and each kind of op also gets a model pooled over its variants
-    for those without one."""
+    for those without one. On a CPU with ``cpu_paths`` a regime is the routine PyTorch
+    runs (:func:`codl.predict.features.cpu_path`): one linear model each as well."""
 
     kind = "analytic"
     MIN_SAMPLES = 30
@@ -213,9 +214,10 @@ class AnalyticPredictor:
         GEMM kernel (one candidate, no gate) is fitted for each number of programs an SM
         may hold at once (``SLOTS``), keeping the one that fits most training samples
         within +-10%; its model is ``[slots, *coefficients in us]``."""
-        if not self._own(name):
+        if not self._single(name):
             return self._fit_hw(configs, y, self.hw)[0]
-        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in self.SLOTS]
+        slots = self.SLOTS if self._own(name) else (1,)  # a CPU path: no SMs
+        scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in slots]
         ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
         # one candidate and no gate: [programs per SM, coefficients in microseconds (fewer digits)]
         return state, [best, *_compact(_significant(state[1][0] * 1e3, 3))]
@@ -223,6 +225,12 @@ class AnalyticPredictor:
     @staticmethod
     def _own(name: str) -> bool:
         return name.startswith("own_")
+
+    @staticmethod
+    def _single(name: str) -> bool:
+        """A regime whose routine is known (an own-kernel variant, a CPU path): one
+        linear model, no gate."""
+        return name.startswith(("own_", "cpu_"))
 
     @staticmethod
     def _kind(name: str) -> str | None:
@@ -337,8 +345,8 @@ class AnalyticPredictor:
             return self.models_[name]
         if self._kind(name) in self.models_:
             return self.models_[self._kind(name)]
-        own = [n for n in self.models_ if self._own(n)]
-        if not self._own(name) or not own:
+        own = [n for n in self.models_ if self._single(n)]
+        if not self._single(name) or not own:
             return self.models_[self.default_]
         return self.models_[max(own, key=lambda n: (len(os.path.commonprefix([n, name])), n == self.default_, n))]
 
@@ -356,7 +364,7 @@ class AnalyticPredictor:
         n_cand, n_feat = len(self.hw.candidates), len(self.feature_names)
         for m in models.values():
             if isinstance(m, list):  # one kernel's model: [slots, *coefficients]
-                if not self.hw.own or len(m) != n_feat + 1 or int(m[0]) < 1:
+                if not (self.hw.own or self.hw.cpu_paths) or len(m) != n_feat + 1 or int(m[0]) < 1:
                     return False
                 continue
             used, coef, gate = m["candidates"], m["coef_ms"], m["gate"]

@@ -43,6 +43,32 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_cache_bytes() -> dict[str, int]:
+    """The first core's L2 and the L3 in bytes, as Linux reports them (``l2_bytes``,
+    ``l3_bytes``; empty where it does not)."""
+    out: dict[str, int] = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            with open(f"{base}/{entry}/level") as f:
+                level = int(f.read())
+            with open(f"{base}/{entry}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{entry}/size") as f:
+                size = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        if level in (2, 3) and kind in ("Unified", "Data") and size[:-1].isdigit() and size[-1] in units:
+            out[f"l{level}_bytes"] = int(size[:-1]) * units[size[-1]]
+    return out if len(out) == 2 else {}
+
+
 class ProcessorKind(enum.Enum):
     CPU = "cpu"
     CUDA = "cuda"
@@ -199,6 +225,7 @@ class Processor:
             d["threads"] = self.threads or torch.get_num_threads()
             if self.cores is not None:
                 d["cores"] = list(self.cores)
+            d.update(cpu_cache_bytes())  # the latency model's cache levels
         elif self.kind is ProcessorKind.CUDA:
             props = torch.cuda.get_device_properties(self.index)
             d["name"], d["sms"] = props.name, props.multi_processor_count
