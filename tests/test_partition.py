@@ -74,6 +74,7 @@ def test_conv_split(h, w, k, s, d, pads, groups, cpg, dim, rho, bias) -> None:  
 @given(h=st.integers(1, 13), w=st.integers(1, 9), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
        pads=st.tuples(*[st.integers(0, 3)] * 4), groups=st.sampled_from([1, 2]), channels_last=st.booleans())
 @example(h=0, w=1, k=1, s=1, d=1, pads=(0, 0, 1, 0), groups=1, channels_last=False)  # a share of padding only
+@example(h=3, w=1, k=1, s=2, d=2, pads=(0, 1, 0, 1), groups=2, channels_last=True)  # crashed PyTorch 2.13's CPU conv
 def test_conv_with_uneven_padding_matches_padded_copy(h, w, k, s, d, pads, groups, channels_last) -> None:  # noqa: ANN001
     """The conv kernel pads unevenly without copying its input where it can (symmetric
     pads, surplus output dropped): the same result as convolving a padded copy."""

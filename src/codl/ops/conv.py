@@ -81,6 +81,19 @@ def _pointwise_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = N
     return F.conv2d(x, w, b)
 
 
+def _library_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tuple[int, int],
+                    pad: tuple[int, int] | int, dil: tuple[int, int], groups: int) -> torch.Tensor:
+    """F.conv2d, around a crash: PyTorch 2.13's CPU build segfaults on a grouped, dilated,
+    strided conv of a channels-last input one pixel wide (seen with (1, 4, 3, 1) input,
+    groups 2, stride 2, dilation 2, padding (0, 1)); such an input runs as NCHW and its
+    output goes back to channels-last."""
+    if (x.device.type == "cpu" and groups > 1 and max(dil) > 1 and min(x.shape[2:]) == 1
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+        y = F.conv2d(x.contiguous(), w, b, stride, pad, dil, groups)
+        return y.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, w, b, stride, pad, dil, groups)
+
+
 def _check_4d(node: Node, x: TensorSpec) -> None:
     if len(x.shape) != 4:
         raise fail(node, f"only 2-D convolution on NCHW tensors is supported; input is {x}")
@@ -136,9 +149,9 @@ class Conv(OpFamily):
             pad = (pt, pl)
             if (kh, kw, *stride, *dil, groups, pt, pl) == (1, 1, 1, 1, 1, 1, 1, 0, 0):
                 return _pointwise_conv
-            return lambda x, w, b=None: F.conv2d(x, w, b, stride, pad, dil, groups)
+            return lambda x, w, b=None: _library_conv2d(x, w, b, stride, pad, dil, groups)
         extra = (pl, pr, pt, pb)
-        padded_copy = lambda x, w, b=None: F.conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)  # noqa: E731
+        padded_copy = lambda x, w, b=None: _library_conv2d(F.pad(x, extra), w, b, stride, 0, dil, groups)  # noqa: E731
         sym = symmetric_padding(a["pads"], stride)
         if sym is None:  # the extra rows or columns would not fall on whole output rows
             return padded_copy
@@ -149,7 +162,7 @@ class Conv(OpFamily):
                 return padded_copy(x, w, b)
             oh = conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0])
             ow = conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1])
-            return F.conv2d(x, w, b, stride, pad, dil, groups)[:, :, top:top + oh, left:left + ow]
+            return _library_conv2d(x, w, b, stride, pad, dil, groups)[:, :, top:top + oh, left:left + ow]
         return conv
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
