@@ -328,9 +328,10 @@ def _own_features(config: OpConfig, hw: HardwareParams) -> list[float]:
             *([0.0, 0.0] if n % 16 == 0 else [per_sm * tm * tn * kk / 1e6, per_sm * tm * tn / 1e6])]
 
 
-# PyTorch (aten's use_mkldnn) runs a float32 CPU conv of batch 1 on its own im2col+GEMM
-# path, not oneDNN, when it is a 1x1 stride-1 conv on one thread, or an ungrouped conv
-# with kernels of at most 3 on an input of at most this many elements
+# PyTorch (aten's use_mkldnn) runs a float32 CPU conv on its own im2col+GEMM path, not
+# oneDNN, when it is a 1x1 stride-1 conv of a batch under 16 on one thread, or an
+# ungrouped conv of one image with kernels of at most 3 on an input of at most this many
+# elements
 NATIVE_CONV_MAX_ELEMS = 20480
 # glibc maps allocations above this (its largest mmap threshold) afresh on every call:
 # their pages are faulted in and zeroed each time
@@ -345,7 +346,7 @@ def native_conv(config: OpConfig, hw: HardwareParams) -> bool:
     pointwise = config.kernel == 1 and config.stride == 1
     if pointwise and hw.units == 1:
         return True
-    return config.group == 1 and config.kernel <= 3 and config.x_elems <= NATIVE_CONV_MAX_ELEMS
+    return config.batch == 1 and config.group == 1 and config.kernel <= 3 and config.x_elems <= NATIVE_CONV_MAX_ELEMS
 
 
 def cpu_path(config: OpConfig, hw: HardwareParams) -> str:
