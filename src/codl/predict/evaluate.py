@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..ir.graph import DType
 from .features import HardwareParams, OpConfig
 from .forest import ForestPredictor
 from .linear_model import AnalyticPredictor, FlopsPredictor, body_bytes
@@ -32,9 +33,9 @@ def hardware_candidates(processor: dict) -> list[HardwareParams]:
     if processor["device"] == "cpu":
         caches = ([(int(processor["l2_bytes"]), int(processor["l3_bytes"]))] if "l3_bytes" in processor
                   else CACHE_CANDIDATES)
-        eb = 2 if processor.get("dtype") in ("float16", "bfloat16") else 8 if processor.get("dtype") == "float64" else 4
-        return [HardwareParams("cpu", int(processor["threads"]), cpu_paths=True, l2_bytes=l2, l3_bytes=l3, elem_bytes=eb,
-                               native_conv=processor.get("dtype", "float32") == "float32") for l2, l3 in caches]
+        dtype = DType(processor.get("dtype", "float32"))
+        return [HardwareParams("cpu", int(processor["threads"]), cpu_paths=True, l2_bytes=l2, l3_bytes=l3,
+                               elem_bytes=dtype.itemsize, native_conv=dtype is DType.FLOAT32) for l2, l3 in caches]
     units = int(processor.get("sm_limit") or processor.get("sms") or 1)
     return [HardwareParams("gpu", units, own=processor.get("kernels") == "codl")]
 

@@ -109,13 +109,10 @@ class HardwareParams:
 
     @staticmethod
     def from_json(data: dict) -> "HardwareParams":
-        cpu = {k: type(getattr(_CPU_DEFAULTS, k))(data[k]) for k in ("l2_bytes", "l3_bytes", "elem_bytes", "native_conv")
-               if k in data}
+        cpu = {k: int(data[k]) for k in ("l2_bytes", "l3_bytes", "elem_bytes") if k in data}
         return HardwareParams(str(data["kind"]), int(data["units"]), tuple(tuple(int(v) for v in t) for t in data.get("tiles", ())),
-                              bool(data.get("own", False)), cpu_paths=bool(data.get("cpu_paths", False)), **cpu)
-
-
-_CPU_DEFAULTS = HardwareParams("cpu", 1)
+                              bool(data.get("own", False)), cpu_paths=bool(data.get("cpu_paths", False)),
+                              native_conv=bool(data.get("native_conv", True)), **cpu)
 
 
 def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
