@@ -87,6 +87,7 @@ def test_autotune_is_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
     assert "--autotune applies to cuda devices only" in capsys.readouterr().err
 
 
-def test_own_kernels_are_refused_off_cuda(capsys: pytest.CaptureFixture) -> None:
-    assert main(["run", "vgg16", "-d", "cpu", "--own-kernels"]) == 2
-    assert "--own-kernels applies to cuda devices with Triton only" in capsys.readouterr().err
+def test_own_kernels_are_refused_off_cpu_and_cuda(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "vgg16", "-d", "mps", "--own-kernels"]) == 2
+    assert "--own-kernels applies to the cpu and to cuda devices with Triton only: codl has no own kernels for mps" \
+        in capsys.readouterr().err

@@ -167,6 +167,9 @@ def test_cpu_hardware_candidates_and_caches() -> None:
     older = hardware_candidates({"device": "cpu", "dtype": "float32", "threads": 1})  # a profile without its caches
     assert [(h.l2_bytes, h.l3_bytes) for h in older] == list(CACHE_CANDIDATES) and all(h.native_conv for h in older)
     assert HardwareParams.from_json(json.loads(json.dumps(hw.to_json()))) == hw
+    (own,) = hardware_candidates({**recorded, "kernels": "codl"})  # a profile of codl's own CPU convs
+    assert own.own and own.cpu_paths and not hw.own
+    assert HardwareParams.from_json(json.loads(json.dumps(own.to_json()))) == own
     caches = cpu_cache_bytes()
     assert caches == {} or 0 < caches["l2_bytes"] < caches["l3_bytes"]
     assert Processor.parse("cpu", 1).describe().get("l3_bytes") == caches.get("l3_bytes")

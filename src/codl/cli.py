@@ -193,7 +193,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             one = argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
                                         "sm_limit": None if cpu else args.sm_limit,
                                         "autotune": args.autotune and not cpu,
-                                        "own_kernels": args.own_kernels and not cpu})
+                                        "own_kernels": args.own_kernels})
             if cmd_profile(one):
                 return 1
         return 0
@@ -380,7 +380,8 @@ def device_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--autotune", action="store_true",
                    help="cuda: let cuDNN time its kernels for each shape and keep the fastest")
     q.add_argument("--own-kernels", action="store_true",
-                   help="cuda: run convs and linears on codl's own Triton kernels, tiled for the SMs in use "
+                   help="cuda: run convs and linears on codl's own Triton kernels, tiled for the SMs in use; "
+                        "cpu: run ungrouped convs as an im2col copy in row blocks and one GEMM per block "
                         "(predictable latency; see docs/architecture.md)")
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, conv_rows, full_box, with_axis
-from . import own_kernels
+from . import own_cpu, own_kernels
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 
 
@@ -131,6 +131,8 @@ class Conv(OpFamily):
         (kh, kw), stride, dil, groups = a["kernel"], tuple(a["strides"]), tuple(a["dilations"]), a["group"]
 
         def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            if own_cpu.active() and own_cpu.supports(x, groups):
+                return own_cpu.conv2d(x, w, b, stride, (pt, pl, pb, pr), dil)
             units = own_kernels.active_units()
             if units is None or not own_kernels.supports(x, groups, w):
                 return library(x, w, b)

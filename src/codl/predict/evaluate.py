@@ -27,15 +27,16 @@ def hardware_candidates(processor: dict) -> list[HardwareParams]:
     """The processor parameters the analytic model may assume (as
     ``Processor.describe()`` or a profile's settings record the processor); fitting
     keeps the one that explains the training data best. GPUs: one each (the candidate
-    blockings are inside it). CPUs: the PyTorch paths' model with the caches the
-    profile recorded, or, for a profile that did not record them, each of
-    ``CACHE_CANDIDATES``."""
+    blockings are inside it). CPUs: the PyTorch paths' model (with codl's own conv
+    path where the profile ran it) with the caches the profile recorded, or, for a
+    profile that did not record them, each of ``CACHE_CANDIDATES``."""
     if processor["device"] == "cpu":
         caches = ([(int(processor["l2_bytes"]), int(processor["l3_bytes"]))] if "l3_bytes" in processor
                   else CACHE_CANDIDATES)
         dtype = DType(processor.get("dtype", "float32"))
-        return [HardwareParams("cpu", int(processor["threads"]), cpu_paths=True, l2_bytes=l2, l3_bytes=l3,
-                               elem_bytes=dtype.itemsize, native_conv=dtype is DType.FLOAT32) for l2, l3 in caches]
+        return [HardwareParams("cpu", int(processor["threads"]), own=processor.get("kernels") == "codl", cpu_paths=True,
+                               l2_bytes=l2, l3_bytes=l3, elem_bytes=dtype.itemsize, native_conv=dtype is DType.FLOAT32)
+                for l2, l3 in caches]
     units = int(processor.get("sm_limit") or processor.get("sms") or 1)
     return [HardwareParams("gpu", units, own=processor.get("kernels") == "codl")]
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.regions import Box, box_shape, conv_rows
 from ..ops.conv import conv_out_size, symmetric_padding
+from ..ops.own_cpu import block_rows
 from ..ops.own_kernels import NUM_STAGES, depthwise_tile, gemm_tiling
 
 FAMILIES = ("conv", "linear")
@@ -57,6 +58,8 @@ class OpConfig:
     x_elems: int = 0  # the input tensor as the library gets it (slice, or padded copy)
     valid_taps: int = 0  # kernel taps inside the input, summed over the output pixels the library computes
     out_rows: int = 0  # output rows the library computes (per image)
+    out_cols: int = 0  # output columns (per row)
+    pad_elems: int = 0  # the input padded on all sides by the op's (share's) own padding; 0 unpadded
 
     @property
     def macs(self) -> int:
@@ -132,6 +135,7 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
         if box is not None:  # a row share pads its slice: the rows above row 0 and below the last
             lo, hi, pt, pb = conv_rows(*box[2], kh, sh, pt, dh, x_rows)
             x_rows = hi - lo
+        pad_elems = shape[0] * w[1] * part_groups * (x_rows + pt + pb) * (x_shape[3] + pl + pr) if any((pt, pl, pb, pr)) else 0
         share_hw = out_hw = shape[2] * shape[3]
         padded = 0
         x_cols, lib_pads = x_shape[3], (pt, pl, pb, pr)  # the library call's input and padding
@@ -149,7 +153,8 @@ def config_of(graph: Graph, node: Node, box: Box | None = None) -> OpConfig:
         valid = taps_inside(x_rows, kh, sh, lib_pads[0], dh, oh) * taps_inside(x_cols, kw, sw, lib_pads[1], dw, ow)
         return OpConfig("conv", shape[0] * out_hw, shape[1], w[1] * kh * kw, in_elems,
                         shape[0] * shape[1] * out_hw, part_groups, kh, sh, padded, shape[0] * (out_hw - share_hw),
-                        shape[0], shape[0] * w[1] * part_groups * x_rows * x_cols, shape[0] * valid, oh)
+                        shape[0], shape[0] * w[1] * part_groups * x_rows * x_cols, shape[0] * valid, oh, shape[3],
+                        pad_elems)
     if node.op in (OpKind.LINEAR, OpKind.MATMUL):
         k = graph.spec(node.inputs[0]).shape[-1]
         m = math.prod(shape[:-1])
@@ -183,13 +188,16 @@ OWN_FEATURES = FEATURES + ("masked_loads", "sm_macs", "tile_steps", "sm_outs", "
 # the CPU paths (HardwareParams.cpu_paths): see :func:`cpu_features`
 CPU_FEATURES = ("macs", "tail_rows", "tail_macs", "scalar_macs", "odd_rows", "calls", "b_l2", "b_l3", "b_dram",
                 "a_l2", "a_l3", "a_dram", "c_l2", "c_l3", "c_dram", "fresh", "copy", "tiles", "dispatch")
+# codl's own CPU convs (codl.ops.own_cpu) add their padded copy, the im2col copy's
+# contiguous runs and the GEMM calls beyond the first
+CPU_OWN_FEATURES = CPU_FEATURES + ("pad", "runs", "blocks")
 
 
 def feature_names(family: str, hw: HardwareParams) -> tuple[str, ...]:
     if family not in FAMILIES:
         raise ValueError(f"unknown op family {family!r}; featured families: {FAMILIES}")
     if hw.cpu_paths:
-        return CPU_FEATURES
+        return CPU_OWN_FEATURES if hw.own else CPU_FEATURES
     return OWN_FEATURES if hw.own else FEATURES
 
 
@@ -354,6 +362,11 @@ def cpu_path(config: OpConfig, hw: HardwareParams) -> str:
     or on oneDNN (grouped, 1x1, under 16 input channels, direct)."""
     if config.family == "linear":
         return "cpu_gemv" if config.m == 1 else "cpu_gemm_small" if config.m < SMALL_ROWS else "cpu_gemm"
+    if own_cpu_conv(config, hw):
+        blocks = own_cpu_blocks(config, hw)
+        kind = "cpu_own_1x1" if blocks is None else "cpu_own_i2c"
+        rows = (config.m - config.surplus) // config.batch if blocks is None else blocks[0][0]
+        return kind + ("_small" if rows < SMALL_ROWS else "")
     if native_conv(config, hw):
         kind = "cpu_gemm1x1" if config.kernel == 1 and config.stride == 1 else "cpu_im2col"
         return kind + ("_small" if config.n < SMALL_ROWS else "")
@@ -362,6 +375,26 @@ def cpu_path(config: OpConfig, hw: HardwareParams) -> str:
     if config.kernel == 1:
         return "cpu_dnn1x1"
     return "cpu_dnn_small_ic" if config.k // (config.kernel ** 2) < 16 else "cpu_dnn"
+
+
+def own_cpu_conv(config: OpConfig, hw: HardwareParams) -> bool:
+    """Whether ``config`` runs on codl's own CPU conv path (:mod:`codl.ops.own_cpu`)."""
+    return hw.own and config.family == "conv" and config.group == 1
+
+
+def own_cpu_blocks(config: OpConfig, hw: HardwareParams) -> list[tuple[int, int]] | None:
+    """The GEMMs codl's own CPU conv runs per image, as (rows, how many): None for a 1x1
+    stride-1 unpadded conv (one GEMM on the input itself, of all its pixels), else one
+    per block of :func:`codl.ops.own_cpu.block_rows` output rows (rows = the block's
+    pixels), after the block's im2col copy."""
+    pixels = (config.m - config.surplus) // config.batch  # the share's own: no surplus rows
+    if config.kernel == 1 and config.stride == 1 and not config.pad_elems:
+        return None
+    cols = max(config.out_cols, 1)
+    out_rows = pixels // cols
+    rows = block_rows(out_rows, cols, config.k, hw.elem_bytes)
+    full, last = divmod(out_rows, rows)
+    return [(rows * cols, full)] + ([(last * cols, 1)] if last else [])
 
 
 def _levels(elems: float, foot: float, hw: HardwareParams) -> list[float]:
@@ -400,20 +433,41 @@ def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
     channel a group for grouped convs); calls = output rows x channel blocks x taps (its
     kernel's calls); b_*, a_*, c_* the weights, input and output it reorders to and from
     its blocked layout on every call; copy = the strided input a 1x1 conv of stride 2
-    gathers first. ``dispatch`` is the constant."""
+    gathers first. ``dispatch`` is the constant.
+
+    codl's own CPU convs (``hw.own``; :data:`CPU_OWN_FEATURES`): the GEMMs of
+    :func:`own_cpu_blocks` with a block's pixels as m and the output channels as n (on
+    the vector side, as a linear's features), ``copy`` their im2col elements, ``runs``
+    its contiguous runs (a kernel row's taps x channels: one per pixel and kernel row),
+    ``pad`` the padded copy's elements, ``blocks`` the GEMM calls beyond the first, and
+    the operands by cache level for one block (B, the weights, read by every block)."""
     path, eb = cpu_path(config, hw), hw.elem_bytes
-    f = dict.fromkeys(CPU_FEATURES, 0.0)
+    f = dict.fromkeys(feature_names(config.family, hw), 0.0)
     f["dispatch"] = 1.0
-    if config.family == "linear" or path.startswith(("cpu_gemm1x1", "cpu_im2col")):
+    if path.startswith("cpu_own"):  # GEMMs: rows = a block's pixels, columns = output channels
+        blocks = own_cpu_blocks(config, hw)
+        gemms = [((config.m - config.surplus) // config.batch, 1)] if blocks is None else blocks
+        n, k, runs = config.n, config.k, config.kernel  # a tap row's kernel columns x channels lie together
+        for rows, count in gemms:
+            _gemm_terms(f, rows, n, k, count * config.batch)
+        pixels = config.m - config.surplus
+        calls = config.batch * sum(count for _, count in gemms)
+        f.update(blocks=(calls - 1) / 1e6, pad=config.pad_elems / 1e6,
+                 fresh=(pixels * n * (pixels * n * eb > MMAP_BYTES) + config.pad_elems * (config.pad_elems * eb > MMAP_BYTES)) / 1e6)
+        if blocks is not None:
+            f.update(copy=pixels * k / 1e6, runs=pixels * runs / 1e6)
+        block = max(rows for rows, _ in gemms)
+        a, b, c = pixels * k, calls * n * k, pixels * n
+        foots = {"b": n * k * eb, "a": (block * k + n * k + block * n) * eb, "c": (block * k + n * k + block * n) * eb}
+    elif config.family == "linear" or path.startswith(("cpu_gemm1x1", "cpu_im2col")):
         if config.family == "linear":
             m, n, k = config.m, config.n, config.k
         else:  # out (channels x pixels) = weights (channels x K) @ columns (K x pixels)
             m, n, k = config.n, config.m // config.batch, config.k
         if path.startswith("cpu_im2col"):
             f["copy"] = k * n / 1e6
-        f.update(macs=m * _up(n, 16) * k / 1e6, tail_rows=m * k * (n % 16 > 0) / 1e6, tail_macs=m * k * (n % 16) / 1e6,
-                 scalar_macs=m * k * (n % 4) / 1e6, odd_rows=n * k * (m % 2) / 1e6, calls=n / 1e6,
-                 fresh=m * n / 1e6 if m * n * eb > MMAP_BYTES else 0.0, tiles=math.ceil(m / 6) * math.ceil(n / 16) / 1e6)
+        _gemm_terms(f, m, n, k, 1)
+        f["fresh"] = m * n / 1e6 if m * n * eb > MMAP_BYTES else 0.0
         a, b, c = m * k, n * k, m * n
         foots = {"b": b * eb, "a": (a + b + c) * eb, "c": (a + b + c) * eb}  # B streamed; A and C beside it
     else:
@@ -433,6 +487,17 @@ def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
         levels = _levels(elems / 1e6, foots[name], hw)
         f.update({f"{name}_l2": levels[0], f"{name}_l3": levels[1], f"{name}_dram": levels[2]})
     return list(f.values())
+
+
+def _gemm_terms(f: dict[str, float], m: int, n: int, k: int, count: int) -> None:
+    """Adds ``count`` GEMMs of m x n x k (n on the vector side) to the CPU features ``f``."""
+    f["macs"] += count * m * _up(n, 16) * k / 1e6
+    f["tail_rows"] += count * m * k * (n % 16 > 0) / 1e6
+    f["tail_macs"] += count * m * k * (n % 16) / 1e6
+    f["scalar_macs"] += count * m * k * (n % 4) / 1e6
+    f["odd_rows"] += count * n * k * (m % 2) / 1e6
+    f["calls"] += count * n / 1e6
+    f["tiles"] += count * math.ceil(m / 6) * math.ceil(n / 16) / 1e6
 
 
 def _up(v: int, step: int) -> int:

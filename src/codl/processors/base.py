@@ -12,7 +12,10 @@ of 132 SMs linears ran 2.2 times slower in total, docs/results/predictor.md); wi
 ``autotune``, cuDNN times its candidate kernels on the first call of each shape and keeps
 the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristics. With
 ``own_kernels``, convs and linears run on codl's own Triton kernels, whose tiling codl
-chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`).
+chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`). On the CPU,
+``own_kernels`` runs ungrouped convs on codl's own path (:mod:`codl.ops.own_cpu`: an
+im2col copy in blocks of rows and one GEMM per block) while the processor's work runs,
+and keeps 4-D tensors channels-last, which that path reads and writes.
 
 Example::
 
@@ -86,7 +89,7 @@ class Processor:
     sm_limit: int | None = None  # CUDA only: run on at most this many SMs (green context)
     cores: tuple[int, ...] | None = None  # CPU only: pin this group's threads to these cores
     autotune: bool = False  # CUDA only: cuDNN times its kernels per shape and keeps the fastest
-    own_kernels: bool = False  # CUDA only: convs and linears on codl's own kernels (codl.ops.own_kernels)
+    own_kernels: bool = False  # codl's own kernels: CUDA convs and linears (codl.ops.own_kernels), CPU convs (codl.ops.own_cpu)
 
     @staticmethod
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
@@ -109,12 +112,14 @@ class Processor:
             raise CodlError("an SM limit applies to cuda devices only")
         if autotune and kind is not ProcessorKind.CUDA:
             raise CodlError("--autotune applies to cuda devices only (it turns on cuDNN's per-shape kernel timing)")
-        if own_kernels:
+        if own_kernels and kind is ProcessorKind.CPU:
+            channels_last = True  # codl's CPU conv path reads and writes channels-last (codl.ops.own_cpu)
+        elif own_kernels:
             from ..ops.own_kernels import available
 
-            why = available() if kind is ProcessorKind.CUDA else "they are GPU kernels"
+            why = available() if kind is ProcessorKind.CUDA else f"codl has no own kernels for {kind.value}"
             if why:
-                raise CodlError(f"--own-kernels applies to cuda devices with Triton only: {why}")
+                raise CodlError(f"--own-kernels applies to the cpu and to cuda devices with Triton only: {why}")
         if cores is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
             if kind is not ProcessorKind.CPU or not cores or not set(cores) <= allowed:
@@ -139,6 +144,10 @@ class Processor:
     def work_context(self) -> "contextlib.AbstractContextManager[object]":
         """Context under which this processor's work is enqueued: its stream, if any, and
         on CUDA its library settings (restored on exit; they are process-wide in PyTorch)."""
+        if self.kind is ProcessorKind.CPU and self.own_kernels:
+            from ..ops.own_cpu import use_own_cpu
+
+            return use_own_cpu()
         if self.kind is not ProcessorKind.CUDA:
             return contextlib.nullcontext()
         return self._cuda_context()
@@ -226,6 +235,8 @@ class Processor:
             if self.cores is not None:
                 d["cores"] = list(self.cores)
             d.update(cpu_cache_bytes())  # the latency model's cache levels
+            if self.own_kernels:
+                d["kernels"] = "codl"
         elif self.kind is ProcessorKind.CUDA:
             props = torch.cuda.get_device_properties(self.index)
             d["name"], d["sms"] = props.name, props.multi_processor_count

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -240,7 +241,8 @@ class Session:
                 self.processors[1].activate()
                 self._run(1, tensors, t0)
             self.processors[0].activate()
-            return self._run(0, tensors, t0)  # type: ignore[return-value]
+            with self._cpu_context(0):
+                return self._run(0, tensors, t0)  # type: ignore[return-value]
         except BaseException:
             self.processors[1].synchronize()  # leave no work in flight behind an error
             raise
@@ -261,6 +263,12 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _cpu_context(self, proc: int) -> "contextlib.AbstractContextManager[object]":
+        """A CPU processor's work context (codl's own CPU convs) for the thread running
+        its program; a GPU's is entered where its work is enqueued (``__call__``)."""
+        p = self.processors[proc]
+        return p.work_context() if p.kind is ProcessorKind.CPU else contextlib.nullcontext()
+
     def _work(self, proc: int) -> None:
         self.processors[proc].activate()
         jobs, done = self._queues[proc]
@@ -270,7 +278,7 @@ class Session:
                 return
             tensors, t0 = job
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), self._cpu_context(proc):
                     result = self._run(proc, tensors, t0)
                 done.put(result)
             except Aborted:
