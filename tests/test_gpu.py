@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 
@@ -91,8 +93,8 @@ def test_event_timing_and_profile_on_cuda(sms: int | None, tmp_path) -> None:
     rows = load_profile(path)
     whole = next(ms for _, s, ms in rows if s == base)
     assert all(ms > 0 for _, _, ms in rows) and min(ms for _, _, ms in rows) < whole  # some share is faster
-    with path.open() as f:
-        launches = [line.rstrip().rsplit(",", 1)[1] for line in f.readlines()[1:]]
+    with path.open(newline="") as f:
+        launches = [row["launch_ms"] for row in csv.DictReader(f)]
     assert launches.count("") == len(pairs)  # measured in the first pass only
     assert all(0 < float(ms) < 5 for ms in launches if ms)  # the host's launch time per call
     assert noise_floor(path)["conv"]["samples"] == len(pairs)

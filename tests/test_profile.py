@@ -107,6 +107,41 @@ def test_profile_resumes_and_respects_the_budget(tmp_path: Path) -> None:
     assert all(0 <= n["within_5"] <= n["within_10"] <= 1 for n in noise.values())
 
 
+def test_canary_scales_each_measurement_by_the_machine_speed(tmp_path: Path) -> None:
+    """With a canary, each row records a reference GEMM's time and reading the profile
+    scales the row's fastest block by the canary's median over the profile over its
+    own: a measurement taken while the machine ran at half speed reads as usual."""
+    path = profile_path(CPU, tmp_path)
+    pairs = small_pairs()[:4]
+    assert run_profile(CPU, pairs, path, budget_s=60, repeats=3, warmup=0, passes=1, progress=False, canary=True) == 4
+    with pytest.raises(CodlError, match="made with other settings \(canary"):  # no mixing with plain measurements
+        run_profile(CPU, pairs, path, budget_s=60, repeats=1, warmup=0, passes=2, progress=False)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    assert all(float(r["canary_ms"]) > 0 for r in rows)
+    usual = float(np.median([float(r["canary_ms"]) for r in rows]))
+    expected = {r["key"]: float(r["min_ms"]) * usual / float(r["canary_ms"]) for r in rows}
+    assert {s.key: t[0] for _, s, t in load_passes(path)} == pytest.approx(expected)
+    rows[0]["canary_ms"], rows[0]["min_ms"] = str(float(rows[0]["canary_ms"]) * 2), str(float(rows[0]["min_ms"]) * 2)
+    slow = tmp_path / "slow.csv"
+    slow.write_text("\n".join([lines[0]] + [",".join(r[h] for h in header) for r in rows]) + "\n")
+    usual_now = float(np.median([float(r["canary_ms"]) for r in rows]))  # the median moves with it
+    assert {s.key: t[0] for _, s, t in load_passes(slow)}[rows[0]["key"]] == pytest.approx(
+        expected[rows[0]["key"]] * usual_now / usual)  # the slow moment itself cancels out
+    rows[1]["canary_ms"] = "0"
+    slow.write_text("\n".join([lines[0]] + [",".join(r[h] for h in header) for r in rows]) + "\n")
+    with pytest.raises(CodlError, match="slow.csv:3: corrupted row"):
+        load_passes(slow)
+    with pytest.raises(CodlError, match="cpu profiles only"):
+        run_profile(_FakeGpu(), pairs, path, budget_s=0, canary=True)  # type: ignore[arg-type]
+
+
+class _FakeGpu:  # what run_profile looks at first
+    class kind:  # noqa: N801
+        value = "cuda"
+
+
 def test_back_to_back_timing_batches_short_calls() -> None:
     calls = []
     samples, batch, clock = time_back_to_back(lambda: calls.append(1), CPU, repeats=3, warmup=1, target_ms=1.0)

@@ -193,7 +193,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             one = argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
                                         "sm_limit": None if cpu else args.sm_limit,
                                         "autotune": args.autotune and not cpu,
-                                        "own_kernels": args.own_kernels})
+                                        "own_kernels": args.own_kernels, "canary": args.canary and cpu})
             if cmd_profile(one):
                 return 1
         return 0
@@ -217,7 +217,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     _random.Random(args.seed).shuffle(pairs)  # a budget-limited run covers the space evenly
     path = _profile_file(args, proc)
     _log(f"profiling {len(pairs)} samples ({len(bases)} ops, whole and partial) on {proc.label} into {path}")
-    added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes)
+    added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes,
+                        canary=args.canary)
     print(f"profile    {path}: {added} new measurements this run")
     return 0
 
@@ -424,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--warmup", type=int, default=2)
     pr.add_argument("--passes", type=int, default=2,
                     help="times each sample is measured, in whole passes minutes apart (noise floor)")
+    pr.add_argument("--canary", action="store_true",
+                    help="cpu on a machine whose speed drifts (a shared host): time a reference GEMM before each "
+                         "measurement and scale the measurement by it (the profile's times are then at the "
+                         "machine's usual speed)")
     pr.add_argument("--out", help="directory for the profile (default: the codl cache)")
     pr.add_argument("--transfers", action="store_true",
                     help="profile data sharing (copies, conversions, sync) between the CPU and -d instead of ops")

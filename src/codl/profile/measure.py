@@ -30,7 +30,9 @@ from ..bench.run import host_launch_ms, time_back_to_back
 from .sampling import Sample
 
 _SAMPLE = [f.name for f in fields(Sample)]
-COLUMNS = ["key", "base"] + _SAMPLE + ["pass", "median_ms", "min_ms", "p90_ms", "repeats", "batch", "clock", "launch_ms"]
+COLUMNS = ["key", "base"] + _SAMPLE + ["pass", "median_ms", "min_ms", "p90_ms", "repeats", "batch", "clock", "launch_ms",
+                                       "canary_ms"]
+_PASS_COLUMNS = COLUMNS[:-1]  # before the canary column
 _FIRST_COLUMNS = ["key", "base"] + _SAMPLE + ["median_ms", "min_ms", "p90_ms", "repeats"]  # codl 0.1.0, one pass
 
 
@@ -49,13 +51,13 @@ def profile_path(processor: Processor, root: Path | None = None) -> Path:
     return (root or cache_dir() / "profiles") / f"{machine}-{label.replace(':', '')}.csv"
 
 
-def _settings(processor: Processor) -> dict:
-    return {**artifact_header("profile"), "processor": processor.describe()}
+def _settings(processor: Processor, canary: bool = False) -> dict:
+    return {**artifact_header("profile"), "processor": processor.describe(), **({"canary": True} if canary else {})}
 
 
-def check_sidecar(path: Path, processor: Processor) -> None:
+def check_sidecar(path: Path, processor: Processor, canary: bool = False) -> None:
     side = path.with_suffix(".json")
-    mine = _settings(processor)
+    mine = _settings(processor, canary)
     if not side.exists():
         side.parent.mkdir(parents=True, exist_ok=True)
         side.write_text(json.dumps(mine, indent=1))
@@ -64,7 +66,7 @@ def check_sidecar(path: Path, processor: Processor) -> None:
         theirs = json.loads(side.read_text())
     except json.JSONDecodeError as e:
         raise CodlError(f"{side}: corrupted profile settings ({e})") from None
-    for key in ("schema_version", "processor"):
+    for key in ("schema_version", "processor", "canary"):
         if theirs.get(key) != mine.get(key):
             raise CodlError(f"{path}: made with other settings ({key}: {theirs.get(key)!r}, now {mine.get(key)!r}); "
                             "use another --out or delete it")
@@ -82,7 +84,8 @@ def measured(path: Path) -> set[tuple[str, int]]:
 
 
 def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], path: Path, budget_s: float,
-                repeats: int = 10, warmup: int = 3, passes: int = 2, progress: bool = True) -> int:
+                repeats: int = 10, warmup: int = 3, passes: int = 2, progress: bool = True,
+                canary: bool = False) -> int:
     """Measure (base, sample) pairs not yet in ``path`` until the budget is spent; returns
     how many rows were added. Each row is flushed as soon as it is measured.
 
@@ -93,8 +96,16 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
     of ``repeats`` blocks of back-to-back calls (:func:`codl.bench.run.time_back_to_back`):
     on a GPU the device time of the op's kernels, with the host's launch time per call
     recorded beside it (``launch_ms``).
+
+    With ``canary`` (CPUs whose speed drifts: shared hosts), a reference GEMM is timed
+    just before each measurement (``canary_ms``, the fastest of 10 blocks); reading the
+    profile then scales each sample's fastest block by the canary's median over the
+    profile over its own (:func:`load_passes`): the sample's time at the machine's
+    usual speed.
     """
-    check_sidecar(path, processor)
+    if canary and processor.kind.value != "cpu":
+        raise CodlError("--canary applies to cpu profiles only (a GPU's time is its kernels' device time)")
+    check_sidecar(path, processor, canary)
     done = measured(path)
     samples = list(samples)
     todo, queued = [], set(done)
@@ -104,9 +115,18 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
                 queued.add((s.key, p))
                 todo.append((p, b, s))
     new_file = not path.exists()
+    columns = COLUMNS
+    if not new_file:  # resuming a profile of an earlier codl: its columns
+        with path.open(newline="") as f:
+            columns = next(csv.reader(f), None) or COLUMNS
+        if columns == _FIRST_COLUMNS:
+            raise CodlError(f"{path}: a one-pass profile of codl 0.1.0 cannot be resumed; use another --out")
+        if canary and "canary_ms" not in columns:
+            raise CodlError(f"{path}: profiled without --canary; use another --out")
     start, added = time.perf_counter(), 0
+    runner_canary = _canary(processor) if canary else None
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         if new_file:
             writer.writeheader()
         for i, (pass_, base, sample) in enumerate(todo):
@@ -114,7 +134,7 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
             if elapsed > budget_s:
                 break
             writer.writerow({"key": sample.key, "base": base.key, **asdict(sample), "pass": pass_,
-                             **_measure(sample, processor, repeats, warmup, launch=not pass_)})
+                             **_measure(sample, processor, repeats, warmup, launch=not pass_, canary=runner_canary)})
             f.flush()
             added += 1
             if progress and (added % 20 == 0 or i == len(todo) - 1):
@@ -127,21 +147,34 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
     return added
 
 
-def _measure(sample: Sample, processor: Processor, repeats: int, warmup: int, launch: bool) -> dict:
-    """One measurement of ``sample`` (its graph, weights and input are freed on return)."""
+CANARY_SIZE = 256  # the reference GEMM: CANARY_SIZE^2 x CANARY_SIZE, in the processor's type
+
+
+def _canary(processor: Processor):
+    a = to_processor(torch.randn(CANARY_SIZE, CANARY_SIZE), processor)
+    return lambda: torch.mm(a, a)
+
+
+def _measure(sample: Sample, processor: Processor, repeats: int, warmup: int, launch: bool,
+             canary=None) -> dict:
+    """One measurement of ``sample`` (its graph, weights and input are freed on return),
+    after the canary's where given."""
     graph = sample.graph()
     runner = ReferenceRunner(graph, processor)
     x = to_processor(torch.randn(graph.inputs[0].shape), processor)  # ready: only the op is timed
+    ref = min(time_back_to_back(canary, processor, 10, 1, target_ms=0.3)[0]) if canary is not None else ""
     times, batch, clock = time_back_to_back(lambda: runner(x), processor, repeats, warmup)
     # on an accelerator, also the host's cost of issuing the op (its dispatch term), once
     issue = host_launch_ms(lambda: runner(x), processor) if launch and processor.kind.value != "cpu" else ""
     return {"median_ms": float(np.median(times)), "min_ms": min(times), "p90_ms": float(np.percentile(times, 90)),
-            "repeats": repeats, "batch": batch, "clock": clock, "launch_ms": issue}
+            "repeats": repeats, "batch": batch, "clock": clock, "launch_ms": issue, "canary_ms": ref}
 
 
 def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
-    """(base key, sample, median ms of each pass) of every sample of a profile, with
-    clear errors for bad files. Reads profiles of codl 0.1.0 too (one pass)."""
+    """(base key, sample, ms of each pass) of every sample of a profile, with clear
+    errors for bad files: the median of the pass's blocks, or in a profile taken with a
+    canary the fastest block scaled by the canary (see :func:`run_profile`). Reads
+    profiles of earlier codl versions too (one pass; no canary column)."""
     if not path.exists():
         raise CodlError(f"{path}: no such profile; run `codl profile` first")
     names = {f.name: f.type for f in fields(Sample)}
@@ -149,20 +182,28 @@ def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
     seen: set[tuple[str, str]] = set()
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames not in (COLUMNS, _FIRST_COLUMNS):
+        if reader.fieldnames not in (COLUMNS, _PASS_COLUMNS, _FIRST_COLUMNS):
             raise CodlError(f"{path}: not a codl profile of this version (columns {reader.fieldnames})")
-        for n, row in enumerate(reader, start=2):
-            try:
-                sample = Sample(**{k: (row[k] if k == "family" else int(row[k])) for k in names})
-                ms = float(row["median_ms"])
-            except (ValueError, TypeError) as e:
-                raise CodlError(f"{path}:{n}: corrupted row ({e})") from None
-            if not ms > 0:
-                raise CodlError(f"{path}:{n}: corrupted row (latency {row['median_ms']!r})")
-            if (row["key"], row.get("pass") or "0") in seen:  # measured twice in one pass: the first counts
-                continue
-            seen.add((row["key"], row.get("pass") or "0"))
-            by_key.setdefault(row["key"], (row["base"], sample, []))[2].append(ms)
+        rows = list(reader)
+    try:
+        canaries = [float(r["canary_ms"]) for r in rows if r.get("canary_ms")]
+    except ValueError as e:
+        raise CodlError(f"{path}: corrupted canary time ({e})") from None
+    usual = float(np.median(canaries)) if canaries else 0.0
+    if canaries and not usual > 0:
+        raise CodlError(f"{path}: corrupted canary times (median {usual})")
+    for n, row in enumerate(rows, start=2):
+        try:
+            sample = Sample(**{k: (row[k] if k == "family" else int(row[k])) for k in names})
+            ms = float(row["min_ms"]) * usual / float(row["canary_ms"]) if row.get("canary_ms") else float(row["median_ms"])
+        except (ValueError, TypeError, ZeroDivisionError) as e:
+            raise CodlError(f"{path}:{n}: corrupted row ({e})") from None
+        if not ms > 0:
+            raise CodlError(f"{path}:{n}: corrupted row (latency {row['median_ms']!r})")
+        if (row["key"], row.get("pass") or "0") in seen:  # measured twice in one pass: the first counts
+            continue
+        seen.add((row["key"], row.get("pass") or "0"))
+        by_key.setdefault(row["key"], (row["base"], sample, []))[2].append(ms)
     return list(by_key.values())
 
 
