@@ -113,7 +113,10 @@ class Processor:
         if autotune and kind is not ProcessorKind.CUDA:
             raise CodlError("--autotune applies to cuda devices only (it turns on cuDNN's per-shape kernel timing)")
         if own_kernels and kind is ProcessorKind.CPU:
+            from ..ops.own_cpu import keep_freed_memory
+
             channels_last = True  # codl's CPU conv path reads and writes channels-last (codl.ops.own_cpu)
+            keep_freed_memory()  # large outputs reuse mapped memory (process-wide; see there)
         elif own_kernels:
             from ..ops.own_kernels import available
 
@@ -236,7 +239,10 @@ class Processor:
                 d["cores"] = list(self.cores)
             d.update(cpu_cache_bytes())  # the latency model's cache levels
             if self.own_kernels:
+                from ..ops.own_cpu import keep_freed_memory
+
                 d["kernels"] = "codl"
+                d["freed_memory"] = "kept" if keep_freed_memory() else "returned"
         elif self.kind is ProcessorKind.CUDA:
             props = torch.cuda.get_device_properties(self.index)
             d["name"], d["sms"] = props.name, props.multi_processor_count
