@@ -94,7 +94,8 @@ def test_native_conv_rule_matches_what_pytorch_runs() -> None:
 
 def test_cpu_paths_name_regimes() -> None:
     lin = lambda m: Sample("linear", rows=m, fin=256, fout=512).config()  # noqa: E731
-    assert [cpu_path(lin(m), CPU) for m in (1, 2, 31, 32)] == ["cpu_gemv", "cpu_gemm_small", "cpu_gemm_small", "cpu_gemm"]
+    assert [cpu_path(lin(m), CPU) for m in (1, 2, 3, 4, 31, 32)] == ["cpu_gemv", "cpu_gemm_tiny", "cpu_gemm_tiny",
+                                                                   "cpu_gemm_small", "cpu_gemm_small", "cpu_gemm"]
     conv = lambda *a: Sample("conv", *a).config()  # noqa: E731
     assert regime(conv(64, 64, 56, 56, 1), CPU) == "cpu_gemm1x1"
     assert regime(conv(64, 16, 56, 56, 1), CPU) == "cpu_gemm1x1_small"

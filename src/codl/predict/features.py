@@ -342,6 +342,11 @@ NATIVE_CONV_MAX_ELEMS = 20480
 # their pages are faulted in and zeroed each time
 MMAP_BYTES = 32 << 20
 SMALL_ROWS = 32  # GEMMs of fewer rows take MKL's small-matrix code (odd rows, row pairs)
+# linears of 2 or 3 rows follow a cost of their own (a 3 x 1544 x 7032 linear took 7.7 ms
+# on the development CPU, 2 rows 5.4 ms, far above the small-matrix model): a model of
+# their own took its linears from 89.0% to 92.6% within +-10% (session 9)
+TINY_ROWS = 4
+NARROW_COLUMNS = 16  # codl's own CPU convs of fewer output channels: under one vector of columns
 
 
 def native_conv(config: OpConfig, hw: HardwareParams) -> bool:
@@ -356,17 +361,23 @@ def native_conv(config: OpConfig, hw: HardwareParams) -> bool:
 
 def cpu_path(config: OpConfig, hw: HardwareParams) -> str:
     """The routine PyTorch runs for an op on the CPU, as a regime name: linears on
-    MKL's GEMV (one row), its small-matrix GEMM (under ``SMALL_ROWS`` rows) or its GEMM;
+    MKL's GEMV (one row), its code for 2-3 rows, its small-matrix GEMM (under
+    ``SMALL_ROWS`` rows) or its GEMM;
     convs on PyTorch's own path (a GEMM on the input as it is for 1x1 stride-1 convs,
     after an im2col copy otherwise; "_small" with under ``SMALL_ROWS`` output channels)
-    or on oneDNN (grouped, 1x1, under 16 input channels, direct)."""
+    or on oneDNN (grouped, 1x1, under 16 input channels, direct). With codl's own CPU
+    convs (``hw.own``): ``cpu_own_1x1`` or ``cpu_own_i2c`` (:func:`own_cpu_blocks`),
+    "_small" where a block's GEMM has under ``SMALL_ROWS`` rows, else "_narrow" under
+    ``NARROW_COLUMNS`` output channels."""
     if config.family == "linear":
-        return "cpu_gemv" if config.m == 1 else "cpu_gemm_small" if config.m < SMALL_ROWS else "cpu_gemm"
+        if config.m == 1:
+            return "cpu_gemv"
+        return "cpu_gemm_tiny" if config.m < TINY_ROWS else "cpu_gemm_small" if config.m < SMALL_ROWS else "cpu_gemm"
     if own_cpu_conv(config, hw):
         blocks = own_cpu_blocks(config, hw)
         kind = "cpu_own_1x1" if blocks is None else "cpu_own_i2c"
         rows = (config.m - config.surplus) // config.batch if blocks is None else blocks[0][0]
-        return kind + ("_small" if rows < SMALL_ROWS else "")
+        return kind + ("_small" if rows < SMALL_ROWS else "_narrow" if config.n < NARROW_COLUMNS else "")
     if native_conv(config, hw):
         kind = "cpu_gemm1x1" if config.kernel == 1 and config.stride == 1 else "cpu_im2col"
         return kind + ("_small" if config.n < SMALL_ROWS else "")
@@ -440,7 +451,9 @@ def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
     the vector side, as a linear's features), ``copy`` their im2col elements, ``runs``
     its contiguous runs (a kernel row's taps x channels: one per pixel and kernel row),
     ``pad`` the padded copy's elements, ``blocks`` the GEMM calls beyond the first, and
-    the operands by cache level for one block (B, the weights, read by every block)."""
+    the operands by cache level for one block (B, the weights, read by every block);
+    ``fresh`` stays 0 for every op of such a processor (it keeps freed memory mapped:
+    :func:`codl.ops.own_cpu.keep_freed_memory`)."""
     path, eb = cpu_path(config, hw), hw.elem_bytes
     f = dict.fromkeys(feature_names(config.family, hw), 0.0)
     f["dispatch"] = 1.0
@@ -452,8 +465,7 @@ def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
             _gemm_terms(f, rows, n, k, count * config.batch)
         pixels = config.m - config.surplus
         calls = config.batch * sum(count for _, count in gemms)
-        f.update(blocks=(calls - 1) / 1e6, pad=config.pad_elems / 1e6,
-                 fresh=(pixels * n * (pixels * n * eb > MMAP_BYTES) + config.pad_elems * (config.pad_elems * eb > MMAP_BYTES)) / 1e6)
+        f.update(blocks=(calls - 1) / 1e6, pad=config.pad_elems / 1e6)
         if blocks is not None:
             f.update(copy=pixels * k / 1e6, runs=pixels * runs / 1e6)
         block = max(rows for rows, _ in gemms)
@@ -483,6 +495,8 @@ def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
         a, b, c = config.x_elems, oc * config.k, config.out_elems
         f.update(macs=macs / 1e6, calls=calls / 1e6, fresh=c / 1e6 if c * eb > MMAP_BYTES else 0.0)
         foots = {"b": b * eb, "a": a * eb, "c": c * eb}  # each reorder on its own
+    if hw.own:  # a processor with codl's own CPU convs keeps freed memory mapped: no fresh pages
+        f["fresh"] = 0.0
     for name, elems in (("b", b), ("a", a), ("c", c)):
         levels = _levels(elems / 1e6, foots[name], hw)
         f.update({f"{name}_l2": levels[0], f"{name}_l3": levels[1], f"{name}_dram": levels[2]})
