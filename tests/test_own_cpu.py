@@ -72,6 +72,7 @@ def _gemm_calls(fn) -> int:
     Sample("conv", 16, 24, 20, 20, 3, 1, 1, 1, 1),
     Sample("conv", 64, 32, 48, 40, 3, 1, 0, 1, 1),   # a row share: padded below only
     Sample("conv", 32, 40, 30, 30, 1),               # 1x1
+    Sample("conv", 32, 40, 30, 30, 1, 1, 1, 0, 1),   # 1x1 with padding: one GEMM on the padded copy
     Sample("conv", 32, 40, 30, 30, 1, 2),            # 1x1 of stride 2
     Sample("conv", 256, 64, 40, 40, 5, 1, 2, 2, 2),  # many blocks
 ])

@@ -395,11 +395,11 @@ def own_cpu_conv(config: OpConfig, hw: HardwareParams) -> bool:
 
 def own_cpu_blocks(config: OpConfig, hw: HardwareParams) -> list[tuple[int, int]] | None:
     """The GEMMs codl's own CPU conv runs per image, as (rows, how many): None for a 1x1
-    stride-1 unpadded conv (one GEMM on the input itself, of all its pixels), else one
-    per block of :func:`codl.ops.own_cpu.block_rows` output rows (rows = the block's
-    pixels), after the block's im2col copy."""
+    stride-1 conv (one GEMM on the input itself, or on its padded copy, of all its
+    pixels), else one per block of :func:`codl.ops.own_cpu.block_rows` output rows
+    (rows = the block's pixels), after the block's im2col copy."""
     pixels = (config.m - config.surplus) // config.batch  # the share's own: no surplus rows
-    if config.kernel == 1 and config.stride == 1 and not config.pad_elems:
+    if config.kernel == 1 and config.stride == 1:
         return None
     cols = max(config.out_cols, 1)
     out_rows = pixels // cols
