@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -150,13 +150,13 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
 CANARY_SIZE = 256  # the reference GEMM: CANARY_SIZE^2 x CANARY_SIZE, in the processor's type
 
 
-def _canary(processor: Processor):
+def _canary(processor: Processor) -> Callable[[], torch.Tensor]:
     a = to_processor(torch.randn(CANARY_SIZE, CANARY_SIZE), processor)
     return lambda: torch.mm(a, a)
 
 
 def _measure(sample: Sample, processor: Processor, repeats: int, warmup: int, launch: bool,
-             canary=None) -> dict:
+             canary: Callable[[], torch.Tensor] | None = None) -> dict:
     """One measurement of ``sample`` (its graph, weights and input are freed on return),
     after the canary's where given."""
     graph = sample.graph()
