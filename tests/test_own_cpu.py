@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from codl.ops import own_cpu
 from codl.predict import AnalyticPredictor, HardwareParams, features, load_predictor
-from codl.predict.features import CPU_OWN_FEATURES, feature_names, own_cpu_blocks, regime
+from codl.predict.features import CPU_OWN_FEATURES, feature_names, own_cpu_blocks, own_cpu_direct, regime
 from codl.processors import Processor
 from codl.profile import Sample
 from codl.runtime import ReferenceRunner
@@ -90,10 +90,9 @@ def test_processor_runs_the_gemms_the_model_counts(sample: Sample, monkeypatch: 
     run_own, run_lib = ReferenceRunner(graph, own), ReferenceRunner(graph, library)
     torch.testing.assert_close(run_own(to_processor(x, own))[0], run_lib(x)[0], rtol=1e-3, atol=1e-3)
     config = sample.config()
-    blocks = own_cpu_blocks(config, OWN)
-    expected = 1 if blocks is None else sum(count for _, count in blocks)
+    expected = sum(count for _, count in own_cpu_blocks(config, OWN))
     assert _gemm_calls(lambda: run_own(to_processor(x, own))) == expected
-    assert regime(config, OWN).startswith("cpu_own_1x1" if blocks is None else "cpu_own_i2c")
+    assert regime(config, OWN).startswith("cpu_own_1x1" if own_cpu_direct(config) else "cpu_own_i2c")
     f = dict(zip(CPU_OWN_FEATURES, features(config, OWN)[0]))
     assert f["blocks"] == pytest.approx((expected - 1) / 1e6)
 

@@ -374,9 +374,8 @@ def cpu_path(config: OpConfig, hw: HardwareParams) -> str:
             return "cpu_gemv"
         return "cpu_gemm_tiny" if config.m < TINY_ROWS else "cpu_gemm_small" if config.m < SMALL_ROWS else "cpu_gemm"
     if own_cpu_conv(config, hw):
-        blocks = own_cpu_blocks(config, hw)
-        kind = "cpu_own_1x1" if blocks is None else "cpu_own_i2c"
-        rows = (config.m - config.surplus) // config.batch if blocks is None else blocks[0][0]
+        kind = "cpu_own_1x1" if own_cpu_direct(config) else "cpu_own_i2c"
+        rows = own_cpu_blocks(config, hw)[0][0]
         return kind + ("_small" if rows < SMALL_ROWS else "_narrow" if config.n < NARROW_COLUMNS else "")
     if native_conv(config, hw):
         kind = "cpu_gemm1x1" if config.kernel == 1 and config.stride == 1 else "cpu_im2col"
@@ -393,14 +392,20 @@ def own_cpu_conv(config: OpConfig, hw: HardwareParams) -> bool:
     return hw.own and config.family == "conv" and config.group == 1
 
 
-def own_cpu_blocks(config: OpConfig, hw: HardwareParams) -> list[tuple[int, int]] | None:
-    """The GEMMs codl's own CPU conv runs per image, as (rows, how many): None for a 1x1
-    stride-1 conv (one GEMM on the input itself, or on its padded copy, of all its
-    pixels), else one per block of :func:`codl.ops.own_cpu.block_rows` output rows
-    (rows = the block's pixels), after the block's im2col copy."""
+def own_cpu_direct(config: OpConfig) -> bool:
+    """Whether codl's own CPU conv runs ``config`` as one GEMM on its input (1x1, stride
+    1; on the padded copy where it pads) rather than after an im2col copy."""
+    return config.kernel == 1 and config.stride == 1
+
+
+def own_cpu_blocks(config: OpConfig, hw: HardwareParams) -> list[tuple[int, int]]:
+    """The GEMMs codl's own CPU conv runs per image, as (rows, how many): one of all the
+    pixels where it is direct (:func:`own_cpu_direct`), else one per block of
+    :func:`codl.ops.own_cpu.block_rows` output rows (rows = the block's pixels), after
+    the block's im2col copy."""
     pixels = (config.m - config.surplus) // config.batch  # the share's own: no surplus rows
-    if config.kernel == 1 and config.stride == 1:
-        return None
+    if own_cpu_direct(config):
+        return [(pixels, 1)]
     cols = max(config.out_cols, 1)
     out_rows = pixels // cols
     rows = block_rows(out_rows, cols, config.k, hw.elem_bytes)
@@ -458,15 +463,14 @@ def cpu_features(config: OpConfig, hw: HardwareParams) -> list[float]:
     f = dict.fromkeys(feature_names(config.family, hw), 0.0)
     f["dispatch"] = 1.0
     if path.startswith("cpu_own"):  # GEMMs: rows = a block's pixels, columns = output channels
-        blocks = own_cpu_blocks(config, hw)
-        gemms = [((config.m - config.surplus) // config.batch, 1)] if blocks is None else blocks
+        gemms = own_cpu_blocks(config, hw)
         n, k, runs = config.n, config.k, config.kernel  # a tap row's kernel columns x channels lie together
         for rows, count in gemms:
             _gemm_terms(f, rows, n, k, count * config.batch)
         pixels = config.m - config.surplus
         calls = config.batch * sum(count for _, count in gemms)
         f.update(blocks=(calls - 1) / 1e6, pad=config.pad_elems / 1e6)
-        if blocks is not None:
+        if not own_cpu_direct(config):
             f.update(copy=pixels * k / 1e6, runs=pixels * runs / 1e6)
         block = max(rows for rows, _ in gemms)
         a, b, c = pixels * k, calls * n * k, pixels * n
