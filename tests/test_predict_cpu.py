@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from codl.errors import CodlError
 from codl.processors import Processor
 from codl.processors.base import cpu_cache_bytes
 from codl.profile import Sample
@@ -158,7 +160,27 @@ def test_analytic_model_on_cpu_paths_recovers_unit_costs(family: str) -> None:
     assert again.hw == CPU
     np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))
     first = next(iter(data["coef_ms"].values()))
-    assert len(first) == len(CPU_FEATURES) + 1  # [1, *coefficients]: one routine, no gate
+    assert len(first) == len(CPU_FEATURES) + 1  # [L3 in KiB, *coefficients]: one routine, no gate
+    assert first[0] == CPU.l3_bytes >> 10  # the data were made with all of the L3
+
+
+def test_analytic_model_on_cpu_paths_finds_the_l3_its_routines_see() -> None:
+    """Times made with a routine seeing half the recorded L3: the fit finds that L3
+    (and predicts as the truth does); a model saved before the L3 was fitted fails clearly."""
+    truth = np.linspace(1e-3, 9e-3, len(CPU_FEATURES))
+    truth[-1] = 0.01
+    half = replace(CPU, l3_bytes=CPU.l3_bytes // 2)
+    configs = [c for c in random_cpu_ops(1600, 6) if c.family == "linear"]
+    times = [float(np.dot(features(c, half)[0], truth)) for c in configs]
+    model = AnalyticPredictor("linear", CPU).fit(configs, times)
+    assert model.models_["cpu_gemm"][0] == half.l3_bytes >> 10
+    held_out = [c for c in random_cpu_ops(300, 7) if c.family == "linear"]
+    np.testing.assert_allclose(model.predict(held_out), [np.dot(features(c, half)[0], truth) for c in held_out],
+                               rtol=2e-2)
+    data = json.loads(json.dumps(model.to_json()))
+    data["coef_ms"]["cpu_gemm"][0] = 1  # the earlier format: [1, *coefficients]
+    with pytest.raises(CodlError, match="do not match this version"):
+        load_predictor(data)
 
 
 def test_cpu_hardware_candidates_and_caches() -> None:
