@@ -183,7 +183,18 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
     out = tmp_path / "prof"
     assert main(["profile", "--no-models", "--random", "4", "--budget", "2", "--repeats", "2", "--warmup", "0",
                  "--threads", "1", "--out", str(out)]) == 0
-    assert "new measurements this run" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "new measurements this run" in printed.out
+    assert "noise      conv: two passes of a sample agree within +-10% for" in printed.out  # two passes by default
+    import codl.profile
+
+    noisy = {"conv": {"within_5": 0.3, "within_10": 0.5, "samples": 40}}
+    monkeypatch.setattr(codl.profile, "noise_floor", lambda path: noisy)  # a host whose speed drifts
+    assert main(["profile", "--no-models", "--random", "4", "--budget", "2", "--repeats", "2", "--warmup", "0",
+                 "--threads", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "for 50.0% of 40 samples" in printed.out and "warning: cpu" in printed.err and "--canary" in printed.err
+    monkeypatch.undo()
     report = tmp_path / "eval.json"
     # the random ops stand in for the built-in models' (whose graphs take half a minute to build)
     import codl.cli

@@ -184,7 +184,8 @@ def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
 def cmd_profile(args: argparse.Namespace) -> int:
     import random as _random
 
-    from .profile import conv_parts, linear_parts, model_samples, perturbed_samples, random_samples, run_profile
+    from .profile import (conv_parts, linear_parts, model_samples, noise_floor, perturbed_samples, random_samples,
+                          run_profile)
 
     devices = [d for d in args.device.split(",") if d]
     if len(devices) > 1:  # each device in turn, with the settings that apply to it and its own budget
@@ -220,7 +221,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
     added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes,
                         canary=args.canary)
     print(f"profile    {path}: {added} new measurements this run")
+    for family, noise in noise_floor(path).items():  # with two passes or more: how well they agree
+        print(f"noise      {family}: two passes of a sample agree within +-10% for {noise['within_10']:.1%} "
+              f"of {noise['samples']} samples")
+        if noise["within_10"] < NOISY_BELOW:
+            _log(f"warning: {proc.label}'s {family} times vary between passes (other load, a shared host, changing "
+                 "clock speeds?): no predictor fitted on them can be judged finer than that"
+                 + ("; try --canary, pinning to a core (taskset) and an idle machine" if proc.kind.value == "cpu"
+                    else "; try an idle machine"))
     return 0
+
+
+# a profile whose passes agree within +-10% for fewer samples than this cannot show the
+# predictors' goal (90% of predictions within +-10%)
+NOISY_BELOW = 0.9
 
 
 def _transfer_pair(args: argparse.Namespace, proc: Processor) -> tuple[Processor, Processor | None, Path]:
