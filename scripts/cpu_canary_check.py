@@ -12,7 +12,6 @@ within +-10% and writes $OUT/noise_tTHREADS.json (raw times included).
 """
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -22,10 +21,8 @@ import torch
 
 sys.path.insert(0, "src")
 from codl.processors import Processor
-from codl.runtime import ReferenceRunner
-from codl.runtime.reference import to_processor
-from codl.profile.measure import load_passes
 from codl.bench.run import _host_block
+from cpu_clock_check import noise_samples  # the same samples (this script's folder is on the path)
 
 out = os.environ.get("OUT", "/tmp")
 def sh(c):
@@ -41,15 +38,8 @@ nsamp = int(sys.argv[2]) if len(sys.argv) > 2 else 60
 passes = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 proc = Processor.parse("cpu", threads=threads)
 proc.activate()
-rows = load_passes(__import__("pathlib").Path("docs/results/profiles/7f3f26e400-cpu-float32-t1.csv"))
-rng = random.Random(1)
-cand = [s for b, s, t in rows if 0.03 < min(t) < 4 and s.family in ("conv", "linear")]
-rng.shuffle(cand)
-samples = cand[:nsamp]
-built = []
-for s in samples:
-    g = s.graph(); r = ReferenceRunner(g, proc); x = to_processor(torch.randn(g.inputs[0].shape), proc)
-    built.append((s, (lambda r=r, x=x: r(x))))
+samples, calls = noise_samples(proc, nsamp)
+built = list(zip(samples, calls))
 canary_a = torch.randn(256, 256); canary_b = torch.randn(256, 256)
 canary = lambda: torch.mm(canary_a, canary_b)
 def blocks(fn, target_ms, n):

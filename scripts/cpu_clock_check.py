@@ -52,6 +52,21 @@ def cpu_steal():
     return out
 
 
+def noise_samples(proc, count):
+    """``count`` conv and linear samples of the GPU machine's one-thread profile taking
+    0.03-4 ms there (a fixed random choice), and a call running each on ``proc``."""
+    rows = load_passes(Path("docs/results/profiles/7f3f26e400-cpu-float32-t1.csv"))
+    cand = [s for _, s, t in rows if 0.03 < min(t) < 4 and s.family in ("conv", "linear")]
+    random.Random(1).shuffle(cand)
+    samples, calls = cand[:count], []
+    for s in samples:
+        g = s.graph()
+        r = ReferenceRunner(g, proc)
+        x = to_processor(torch.randn(g.inputs[0].shape), proc)
+        calls.append(lambda r=r, x=x: r(x))
+    return samples, calls
+
+
 def cycle_counter():
     """A reader of this thread's user-mode CPU cycles, or None where perf events are not
     available (perf_event_open, x86-64 syscall 298)."""
@@ -135,17 +150,8 @@ def main():
 
     proc = Processor.parse("cpu", threads=1)
     proc.activate()
-    rows = load_passes(Path("docs/results/profiles/7f3f26e400-cpu-float32-t1.csv"))
+    samples, built = noise_samples(proc, nsamp)
     rng = random.Random(1)
-    cand = [s for _, s, t in rows if 0.03 < min(t) < 4 and s.family in ("conv", "linear")]
-    rng.shuffle(cand)
-    samples = cand[:nsamp]
-    built = []
-    for s in samples:
-        g = s.graph()
-        r = ReferenceRunner(g, proc)
-        x = to_processor(torch.randn(g.inputs[0].shape), proc)
-        built.append(lambda r=r, x=x: r(x))
     # every method measures each sample in turn, so the host's moods fall on all alike
     others = [c for c in cpus if c not in (steady, cpus[0])]
     four = list(dict.fromkeys([steady, cpus[0]] + rng.sample(others, min(2, len(others)))))
