@@ -211,8 +211,8 @@ class AnalyticPredictor:
     # a CPU routine's operands may see less of the shared L3 than the processor records
     # (other tenants, a victim cache, its own blocking): each CPU path is fitted with these
     # shares of it and keeps the one that fits most training samples within +-10% (on the
-    # development CPU GEMMs kept 1/2 of its 32 MB, GEMV all of it: convs 92.1% -> 94.5%,
-    # linears 90.1% -> 92.1% within +-10%, session 10)
+    # development CPU GEMMs kept 1/2 of its 32 MB, GEMV all of it: held-out convs 92.1% ->
+    # 94.6%, linears 90.1% -> 92.1% within +-10%, session 10)
     L3_SHARES = (1.0, 0.75, 0.5)
 
     def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray, name: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
@@ -230,7 +230,7 @@ class AnalyticPredictor:
         else:
             scored = [(self._fit_hw(configs, y, replace(self.hw, slots=s)), s) for s in self.SLOTS]
         ((state, _), _), best = max(scored, key=lambda fit: fit[0][1])
-        # one candidate and no gate: [programs per SM, coefficients in microseconds (fewer digits)]
+        # one candidate and no gate: [programs per SM or L3 KiB, coefficients in microseconds (fewer digits)]
         return state, [best, *_compact(_significant(state[1][0] * 1e3, 3))]
 
     @staticmethod
