@@ -17,6 +17,7 @@ from codl.plan import Placement, Plan, PlanError, random_plan, split_dims, verif
 from codl.processors import Processor
 from codl.runtime import ReferenceRunner
 from codl.runtime.session import compile
+from codl.runtime.steps import Run, Step
 
 PAIR = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
 SMALL = {"fst": (32, 48), "vit": (32, 32), "posenet": (32, 32)}
@@ -84,9 +85,10 @@ def test_trace_records_both_processors(graphs: dict) -> None:
     graph, x, _ = graphs["mobilenetv2"]
     session = compile(graph, random_plan(graph, 7), PAIR)
     session(x, trace=True)
-    assert {r.processor for r in session.trace} == {0, 1}
-    assert {r.kind for r in session.trace} == {"run", "send", "recv"}
-    assert all(r.end_ms >= r.start_ms >= 0 for r in session.trace)
+    trace = session.last_trace
+    assert {e.track for e in trace.events} == set(session._tracks)
+    assert {e.kind for e in trace.events} == {"run", "copy", "wait"}
+    assert all(e.end_ms >= e.start_ms >= 0 for e in trace.events)
 
 
 @pytest.mark.parametrize("failing", [0, 1])
@@ -97,16 +99,15 @@ def test_error_on_either_side_ends_the_run_without_deadlock(graphs: dict, failin
         if Dim.H not in split_dims(graph, n.name):
             plan.placements[n.name] = Placement(Dim.H, 0.0)
     session = compile(graph, plan, PAIR)
-    steps = session._compiled[failing]
-    index = next(i for i, s in enumerate(steps) if s[0] in ("run", "gather") and i > 3)
+    target = [s for s in session.programs[failing] if isinstance(s, Run)][3]
 
-    def boom(*args: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("injected failure")
-    original = steps[index]
-    steps[index] = original[:2] + (boom,) + original[3:]
-    with pytest.raises(ExecutionError, match=f"node '{original[1].name}'.*processor {failing}.*injected failure"):
+    def hook(proc: int, step: Step) -> None:
+        if step is target:
+            raise RuntimeError("injected failure")
+    session.fault_hook = hook
+    with pytest.raises(ExecutionError, match=f"run step '{target.name}' failed on processor {failing}.*injected failure"):
         session(x)
-    steps[index] = original  # the session stays usable
+    session.fault_hook = None  # the session stays usable
     assert_matches(session(x)[0], expected[0])
 
 

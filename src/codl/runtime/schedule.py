@@ -14,10 +14,11 @@ Inside a chain, each processor computes an enlarged region of every node but the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..ir.graph import Graph, Node
-from ..ir.regions import Box, contains, full_box, hull, intersect, is_empty, split_point, with_axis
+from ..ir.regions import Box, Dim, contains, full_box, hull, intersect, is_empty, split_point, with_axis
 from ..ops import family
 from ..plan.types import Plan, verify_plan
 
@@ -79,6 +80,21 @@ class Schedule:
     channels: list[tuple[int, str, Box]]  # channel -> (sender, tensor, region)
 
 
+CHANNEL_ALIGN = 8  # fp16/bf16 matrix units want channel counts in multiples of 8
+
+
+def split_alignment(required: int, dim: Dim, size: int) -> int:
+    """The step of split points along an axis of ``size``: the operator's own
+    requirement, and for output channels a multiple of ``CHANNEL_ALIGN`` where the axis
+    allows it (half-precision convolution kernels are built for such channel counts; the
+    same rule for every node keeps a chain's split points together)."""
+    if dim is Dim.OC and size % CHANNEL_ALIGN == 0:
+        step = required * CHANNEL_ALIGN // math.gcd(required, CHANNEL_ALIGN)
+        if size % step == 0:
+            return step
+    return required
+
+
 def own_box(graph: Graph, node: Node, plan: Plan, proc: int) -> Box:
     """The part of ``node``'s output that ``proc`` owns under the plan."""
     out = graph.spec(node.outputs[0])
@@ -88,7 +104,7 @@ def own_box(graph: Graph, node: Node, plan: Plan, proc: int) -> Box:
     fam = family(node.op)
     ins = [graph.spec(i) for i in node.inputs]
     axis = fam.split_axes(node, ins, out)[p.dim]
-    point = split_point(out.shape[axis], p.rho, fam.alignment(node, ins, p.dim))
+    point = split_point(out.shape[axis], p.rho, split_alignment(fam.alignment(node, ins, p.dim), p.dim, out.shape[axis]))
     start, end = (0, point) if proc == 0 else (point, out.shape[axis])
     return with_axis(full_box(out.shape), axis, start, end) if end > start else EMPTY
 

@@ -2,34 +2,47 @@
 
 ``compile(graph, plan, processors)`` builds a :class:`Session` once: the schedule (one
 program per processor), every constant sliced to the regions each processor reads and
-converted to that processor's data type, one kernel per step, and one channel per region
-that crosses between the processors (with its staging buffer, pinned when a GPU is on
-either end). A persistent worker thread runs processor 0's program; the calling thread
-runs processor 1's (for a GPU it only enqueues work on the stream). No thread is created
-per inference or per op.
+converted to that processor's type, one typed step per run, send and receive
+(:mod:`codl.runtime.steps`), and one channel per region that crosses between the
+processors (:mod:`codl.runtime.channels`). Nothing is created per call but the values.
 
-Synchronisation, ``sync="events"``: a CPU receiver waits until the sender has posted the
-region (and, from a GPU, until the copy's CUDA event completes); a GPU receiver's driver
-thread waits until the CPU has written the staging buffer, then enqueues the copy.
-``sync="flags"`` (seed 000, :mod:`codl.runtime.sync`): the GPU stream raises a flag in
-pinned memory after each outgoing copy and the CPU spins on it; incoming copies are
-enqueued behind a stream wait on a flag the CPU raises, so the driver thread never blocks
-and enqueues the whole inference at once. An error on either side aborts the inference
-on both (flags the GPU still waits on are released) and is raised to the caller.
+Threads. Processor 0 (the CPU) runs in a persistent worker thread, and processor 1 too
+when it is a second CPU group; a GPU is driven from the calling thread, which only
+enqueues (:mod:`codl.runtime.device`) or, with ``sync="flags"``, replays the program
+from a CUDA graph. When one side has no work and no CPU group is pinned, both programs
+run in the calling thread. With a GPU and no thread count given, the CPU side takes one
+thread fewer than the cores this process may use, so the driving thread keeps a core
+(a 16-thread pool beside it stalled 4-5 ms whenever one of its threads was pre-empted;
+15 threads did not, measured on the H200 machine).
+
+Synchronisation: ``"flags"`` (seed 000, :mod:`codl.runtime.sync`; the default with a CUDA
+GPU and cuda-python) or ``"events"`` (condition variables, and CUDA events for copies).
+
+Safety. Calls on one session are serialised by a lock (threads may share a session; they
+take turns). Every wait has a deadline (``timeout_s``): a side that does not deliver
+becomes an :class:`~codl.errors.ExecutionError` naming it. An error on either side, or an
+exception in the caller at any point (Ctrl-C, an alarm), abandons the call: both sides
+stop at their next step or wait, the GPU's waits are released and its work finishes,
+and the next call starts clean (if the caller is interrupted again while that is under
+way, the next call finishes it first). Outputs never alias buffers the session reuses.
+``fault_hook`` (``hook(processor, step)``, called before every step) injects faults.
 
 Example::
 
     session = compile(graph, plan, (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1)))
     outputs = session(x)
+    session(x, trace=True); session.save_trace("run.json")   # open in ui.perfetto.dev
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -37,137 +50,151 @@ import torch
 
 from ..errors import CodlError, ExecutionError
 from ..ir.graph import Graph
-from ..ir.regions import Box, box_shape, full_box, intersect, is_empty, relative
+from ..ir.regions import box_shape, full_box, intersect, is_empty, relative
 from ..ops import family
 from ..plan.types import Plan
 from ..processors import Processor, ProcessorKind
+from .call import POLL_S, Abort, CallState
+from .channels import Channel, DeviceChannel, HostChannel
+from .device import FaultHook, GpuProgram, GpuSide, InputFeed
 from .reference import bind_inputs, to_processor
-from .channels import Aborted, Channel, Sync
 from .schedule import InputSource, RunStep, Schedule, SendStep, build_schedule
-from .sync import FlagArray
+from .steps import Assemble, Fetch, Input, Local, Recv, Run, Send, Step, call_hook, run_step
+from .sync import FlagArray, flags_available
+from .trace import DeviceTimer, Trace
 
-SYNC_MODES = ("events", "flags")
-
-
-# How a step obtains one input (tuples, for a cheap hot loop). Constants sit in local
-# slots too (filled once, in each processor's template), so they are LOCAL.
-#   (LOCAL, slot)                     a whole local value
-#   (SLICE, slot, slices)             a view into one local piece
-#   (COPY, slot, slices)              a copy of a view (outputs must not alias staging buffers)
-#   (ASSEMBLE, parts, shape, cl)      a new buffer filled from pieces: parts = [(slot, src, dst)]
-LOCAL, SLICE, COPY, ASSEMBLE = range(4)
-
-
-@dataclass
-class StepRecord:
-    """One step of one inference, in ms since the call started. ``clock`` says how it was
-    timed: "host" (CPU steps: the worker's clock around the step) or "device" (GPU steps:
-    CUDA events around the enqueued work, placed on the host clock by an event recorded
-    when the GPU side started enqueueing)."""
-
-    processor: int
-    kind: str  # "run", "send", "recv"
-    name: str
-    start_ms: float
-    end_ms: float
-    clock: str = "host"
+SYNC_MODES = ("auto", "events", "flags")
+SLICE_KIND = {Run: "run", Send: "copy", Recv: "wait"}
 
 
 class Session:
     """A compiled plan; call it like a function. See the module docstring."""
 
-    def __init__(self, graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "events") -> None:
-        if processors[0].kind is not ProcessorKind.CPU:
-            raise CodlError(f"processor 0 must be the CPU (it runs the host side); got {processors[0].label}")
+    def __init__(self, graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "auto",
+                 timeout_s: float = 60.0, cuda_graph: bool = True) -> None:
+        p0, p1 = processors
+        if p0.kind is not ProcessorKind.CPU:
+            raise CodlError(f"processor 0 must be the CPU (it runs the host side); got {p0.label}")
         if sync not in SYNC_MODES:
             raise CodlError(f"unknown sync mode {sync!r}; supported: {SYNC_MODES}")
-        if sync == "flags" and processors[1].kind is not ProcessorKind.CUDA:
-            raise CodlError("sync='flags' needs a CUDA processor 1; the CPU pair synchronises with events")
-        self.graph, self.plan, self.processors, self.sync_mode = graph, plan, processors, sync
+        if not timeout_s > 0:
+            raise CodlError(f"timeout_s must be positive, got {timeout_s}")
+        cuda = p1.kind is ProcessorKind.CUDA
+        if sync == "flags" and not cuda:
+            raise CodlError("sync='flags' needs a CUDA processor 1; other pairs synchronise with events")
+        if sync == "auto":
+            sync = "flags" if cuda and flags_available(p1.index) is None else "events"
+        if cuda and p0.threads is None and p0.cores is None:
+            p0 = dataclasses.replace(p0, threads=max(1, len(_usable_cores()) - 1))
+        self.graph, self.plan, self.processors, self.sync_mode = graph, plan, (p0, p1), sync
+        self.timeout_s = timeout_s
+        self.fault_hook: FaultHook | None = None
+        self.last_trace: Trace | None = None
+        self.labels = (f"processor 0 ({p0.label})", f"processor 1 ({p1.label})")
         self.schedule: Schedule = build_schedule(graph, plan)
-        self.sync = Sync(len(self.schedule.channels))
-        self.flags = FlagArray(len(self.schedule.channels), processors[1].index) if sync == "flags" else None
-        self.channels = [Channel(ch, box, processors[sender], processors[1 - sender], self.sync, self.flags)
-                         for ch, (sender, _, box) in enumerate(self.schedule.channels)]
-        self.trace: list[StepRecord] | None = None
-        self._device_trace: tuple | None = None
+        self.channels = self._make_channels()
+        n_flags = sum(getattr(c, "n_flags", 0) for c in self.channels)
+        self.flags = FlagArray(n_flags + 1, p1.index) if sync == "flags" else None
+        for c in self.channels:
+            if isinstance(c, DeviceChannel):
+                c.flags = self.flags
+        self._gpu_waits = [i for c in self.channels if isinstance(c, DeviceChannel) for i in c.gpu_waits]
         self._slots: dict[tuple[str, str], int] = {("own", s.name): i for i, s in enumerate(graph.inputs)}
         self._consts: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] = ({}, {})
-        self._compiled = [self._compile(proc) for proc in (0, 1)]
-        # Outputs own their memory: a received piece lives in a staging buffer reused by the next call.
-        self._outputs = [self._fetch(src, 0, {}, copy=True) for src in self.schedule.programs[0].outputs]
-        inputs = {s.name for s in graph.inputs}
-        self._reads_inputs = [any(isinstance(st, RunStep) and any(src.tensor in inputs for src in st.inputs)
-                                  for st in self.schedule.programs[p].steps)
-                              or any(src.tensor in inputs for src in self.schedule.programs[p].outputs) for p in (0, 1)]
-        self._templates: list[list[torch.Tensor | None]] = []
-        for consts in self._consts:
-            template: list[torch.Tensor | None] = [None] * len(self._slots)
-            for slot, value in consts.items():
-                template[slot] = value
-            self._templates.append(template)
+        self.programs: tuple[list[Step], list[Step]] = (self._compile(0), self._compile(1))
+        self._outputs = [self._fetch(src, 0, {}) for src in self.schedule.programs[0].outputs]
+        self._templates = [self._template(c) for c in self._consts]
+        self._reads = [self._inputs_read(p) for p in (0, 1)]
+        self._internal = {t.untyped_storage().data_ptr() for c in self.channels for t in c.internal()}
+        self._internal |= {t.untyped_storage().data_ptr() for t in self._consts[0].values()}
+        self._tracks = (self._track_name(0), self._track_name(1))
+        busy = [any(type(s) is Run for s in self.programs[p]) for p in (0, 1)]
+        pinned = any(p.cores for p in self.processors)
         # With every node on one side there is nothing to overlap: run both programs in
-        # the calling thread, one after the other (processor 1 first: it never waits on
-        # processor 0 then), and skip the hand-off to the worker.
-        # (Not when a CPU group is pinned to cores: only its own thread may carry that.)
-        busy = [any(isinstance(s, RunStep) for s in self.schedule.programs[p].steps) for p in (0, 1)]
-        pinned = any(p.cores for p in processors)
+        # the calling thread (processor 1 first: it never waits on processor 0 then).
+        # Not when a CPU group is pinned to cores: only its own thread may carry that.
         self._inline = not (busy[0] and busy[1]) and not pinned
-        self.processors[1].synchronize()  # constants are in place before work on another stream reads them
-        # Processor 0 always has its own thread; processor 1 too when it is a CPU group
-        # (a GPU is driven from the calling thread, which only enqueues).
-        self._threaded = (not self._inline, not self._inline and processors[1].kind is ProcessorKind.CPU)
-        self._queues: list[tuple[queue.Queue, queue.Queue]] = [(queue.Queue(), queue.Queue()) for _ in (0, 1)]
-        for proc in (0, 1):
-            if self._threaded[proc]:
-                threading.Thread(target=self._work, args=(proc,), name=f"codl-proc{proc}", daemon=True).start()
+        self._threaded = (not self._inline, not self._inline and p1.kind is ProcessorKind.CPU)
+        self.gpu: GpuProgram | None = None
+        if cuda and busy[1]:
+            side = GpuSide(p1, self._tracks[1], f"{p1.label} copies")
+            feeds = [InputFeed(i, i, graph.inputs[i], p1) for i in self._reads[1]]
+            self.gpu = GpuProgram(p1, self.programs[1], feeds, self._templates[1], side, self.flags,
+                                  n_flags, f" on {self.labels[1]}")
+        p1.synchronize()  # constants are in place before work on another stream reads them
+        if self.gpu is not None and self.flags is not None and cuda_graph:
+            try:
+                self.gpu.capture()
+            except Exception as e:  # noqa: BLE001 - eager enqueueing still works; say why
+                warnings.warn(f"codl: running the GPU side without a CUDA graph ({type(e).__name__}: {e})", stacklevel=2)
+                torch.cuda.synchronize(p1.index)
+                self.flags.clear()
+                self.gpu.graph = None
+        self._lock = threading.Lock()
+        self._pending: CallState | None = None
+        self._broken: str | None = None
+        self._closed = False
+        self._jobs: list[queue.SimpleQueue] = [queue.SimpleQueue(), queue.SimpleQueue()]
+        self._threads = [threading.Thread(target=self._work, args=(p,), name=f"codl-proc{p}", daemon=True)
+                         for p in (0, 1) if self._threaded[p]]
+        for t in self._threads:
+            t.start()
 
     # --- preparation ------------------------------------------------------------------
-    def _compile(self, proc: int) -> list[tuple[Any, ...]]:
-        graph = self.graph
+    def _make_channels(self) -> list[Channel]:
+        p0, p1 = self.processors
+        channels: list[Channel] = []
+        flag = 0
+        for ch, (sender, tensor, box) in enumerate(self.schedule.channels):
+            if p1.kind is ProcessorKind.CUDA:
+                spec = self.graph.spec(tensor)
+                dtype = p0.torch_dtype if spec.dtype.is_float else getattr(torch, spec.dtype.value)
+                c: Channel = DeviceChannel(ch, tensor, box, sender, p0, p1, dtype, flag)
+                flag += c.n_flags  # type: ignore[attr-defined]
+            else:
+                c = HostChannel(ch, tensor, box, sender, self.processors[sender], self.processors[1 - sender])
+            channels.append(c)
+        return channels
+
+    def _compile(self, proc: int) -> list[Step]:
         program = self.schedule.programs[proc]
         consts = self._consts[proc]
-        steps: list[tuple[Any, ...]] = []
+        steps: list[Step] = []
         for step, frees in zip(program.steps, program.frees):
-            free = [self._slot(k) for k in frees]
+            free = tuple(self._slot(k) for k in frees)
             if isinstance(step, RunStep):
-                node = step.node
-                fetches = [self._fetch(src, proc, consts) for src in step.inputs]
+                node, graph = step.node, self.graph
                 out = graph.spec(node.outputs[0])
                 whole = step.box == full_box(out.shape) or len(node.outputs) > 1
                 fam = family(node.op)
                 kernel = fam.kernel(node) if whole else fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box)
-                outs = [self._slot(("own", o)) for o in node.outputs]
-                if all(f[0] == LOCAL for f in fetches):  # the common case: plain slot reads
-                    steps.append(("run", node, kernel, [f[1] for f in fetches], outs, free))
-                else:
-                    steps.append(("gather", node, kernel, fetches, outs, free))
+                steps.append(Run(node, kernel, tuple(self._fetch(src, proc, consts) for src in step.inputs),
+                                 tuple(self._slot(("own", o)) for o in node.outputs), free))
             elif isinstance(step, SendStep):
                 origin = self.schedule.held[proc][step.tensor]
-                steps.append(("send", step.tensor, self.channels[step.channel],
-                              (self._slot(("own", step.tensor)), relative(step.box, origin)), None, free))
+                steps.append(Send(step.tensor, self.channels[step.channel], self._slot(("own", step.tensor)),
+                                  relative(step.box, origin), free))
             else:
-                steps.append(("recv", step.tensor, self.channels[step.channel], self._slot(("recv", step.tensor)), None, free))
+                steps.append(Recv(step.tensor, self.channels[step.channel], self._slot(("recv", step.tensor)), free))
         return steps
 
     def _slot(self, key: tuple[str, str]) -> int:
         return self._slots.setdefault(key, len(self._slots))
 
-    def _piece_box(self, piece: tuple[str, str], proc: int) -> Box:
+    def _piece_box(self, piece: tuple[str, str], proc: int) -> Any:
         kind, name = piece
         if kind == "own":
             return self.schedule.held[proc][name]
         return next(box for sender, t, box in self.schedule.channels if t == name and sender != proc)
 
-    def _fetch(self, src: InputSource, proc: int, consts: dict[int, torch.Tensor],
-               copy: bool = False) -> tuple[Any, ...]:
+    def _fetch(self, src: InputSource, proc: int, consts: dict[int, torch.Tensor]) -> Input:
         if src.pieces[0][0] == "const":
             slot = self._slot(("const", f"{proc}:{src.tensor}:{src.box}"))
             if slot not in consts:
                 value = torch.from_numpy(np.array(self.graph.constants[src.tensor]))
                 value = value[relative(src.box, full_box(value.shape))]
                 consts[slot] = to_processor(value.contiguous(), self.processors[proc])
-            return (LOCAL, slot)
+            return Fetch(slot)
         parts = []
         for piece in src.pieces:
             origin = self._piece_box(piece, proc)
@@ -176,86 +203,249 @@ class Session:
                 parts.append((piece, origin, relative(inter, origin), relative(inter, src.box)))
         if len(parts) == 1:
             piece, origin, src_slices, _ = parts[0]
-            if copy and piece[0] == "recv":
-                return (COPY, self._slot(piece), src_slices)
-            return (LOCAL, self._slot(piece)) if origin == src.box else (SLICE, self._slot(piece), src_slices)
-        return (ASSEMBLE, [(self._slot(p), a, b) for p, _, a, b in parts], box_shape(src.box),
-                self.processors[proc].channels_last)
+            return Fetch(self._slot(piece)) if origin == src.box else Fetch(self._slot(piece), src_slices)
+        return Assemble(tuple((self._slot(p), a, b) for p, _, a, b in parts), box_shape(src.box),
+                        self.processors[proc].channels_last)
 
-    # --- execution ----------------------------------------------------------------------
+    def _template(self, consts: dict[int, torch.Tensor]) -> list[torch.Tensor | None]:
+        template: list[torch.Tensor | None] = [None] * len(self._slots)
+        for slot, value in consts.items():
+            template[slot] = value
+        return template
+
+    def _inputs_read(self, proc: int) -> list[int]:
+        """The graph inputs processor ``proc`` reads (by index)."""
+        program = self.schedule.programs[proc]
+        names = {src.tensor for st in program.steps if isinstance(st, RunStep) for src in st.inputs}
+        names |= {src.tensor for src in program.outputs}
+        return [i for i, s in enumerate(self.graph.inputs) if s.name in names]
+
+    def _track_name(self, proc: int) -> str:
+        p = self.processors[proc]
+        layout = "channels-last" if p.channels_last else "contiguous"
+        if p.kind is ProcessorKind.CPU:
+            extra = f"{p.threads or torch.get_num_threads()} threads" + (f" on cores {list(p.cores)}" if p.cores else "")
+        elif p.kind is ProcessorKind.CUDA:
+            extra = f"{p.sm_limit} SMs" if p.sm_limit else "all SMs"
+        else:
+            extra = p.kind.value
+        return f"{proc}: {p.label} {p.dtype.value} {layout}, {extra}"
+
+    # --- calls --------------------------------------------------------------------------
     def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor], trace: bool = False) -> list[torch.Tensor]:
         """Run one inference; outputs come back on the CPU, in processor 0's type. With
-        ``trace=True`` the host-clock timing of every step is kept in ``self.trace``."""
+        ``trace=True`` the call is recorded in ``self.last_trace`` (see :meth:`save_trace`)."""
         tensors = bind_inputs(self.graph, inputs)
-        self.trace = [] if trace else None
-        with self.sync.cond:
-            self.sync.generation += 1
-            self.sync.error = None
-        t0 = time.perf_counter()
-        self._device_trace = None
-        with torch.inference_mode(), self.processors[1].work_context():
-            outputs = self._call(tensors, t0)
-        if self._device_trace is not None:
-            proc, origin_ms, origin, pending = self._device_trace
-            self.processors[proc].synchronize()
-            self.trace += [StepRecord(proc, kind, name, origin_ms + origin.elapsed_time(b),  # type: ignore[operator]
-                                      origin_ms + origin.elapsed_time(e), "device") for kind, name, b, e in pending]
-        return outputs
-
-    def _call(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
-        if not self._compiled[0] and not self._compiled[1]:
-            raise CodlError("this session is closed")
-        if self._inline:
-            return self._run_inline(tensors, t0)
-        for proc in (0, 1):
-            if self._threaded[proc]:
-                self._queues[proc][0].put((tensors, t0))
-        own_error: BaseException | None = None
-        if not self._threaded[1]:
+        with self._lock:
+            if self._closed:
+                raise CodlError("this session is closed")
+            if self._broken is not None:
+                raise ExecutionError(f"this session cannot be used any more: {self._broken}")
+            self._settle()
+            state = CallState(len(self.channels), self.timeout_s, self.labels)
+            self._pending = state
             try:
-                self._run(1, tensors, t0)
-            except Aborted:
-                pass
-            except BaseException as e:  # noqa: BLE001 - re-raised below, after the worker stops
-                own_error = e
-                self.sync.abort(e)
-        results = [self._queues[proc][1].get() if self._threaded[proc] else None for proc in (0, 1)]
-        result = results[0]
-        # No device-wide synchronisation on success: every piece of GPU work feeds an
-        # output or a region processor 0 has waited for, and the stream runs in order, so
-        # nothing that matters (no copy out of a staging buffer either) is still in flight.
-        error = own_error or self.sync.error
-        if error is not None:
-            if self.flags is not None:
-                self.flags.release_all(self.sync.generation)  # free GPU waits that will not be met
-            self.processors[1].synchronize()
-            if isinstance(error, CodlError):
-                raise error
-            raise ExecutionError(f"co-execution failed: {error}") from error
-        return result
+                outputs = self._call(state, tensors, trace)
+            except BaseException as e:
+                self._abandon(state, e)
+                if isinstance(e, CodlError) or not isinstance(e, Exception):
+                    raise
+                raise ExecutionError(f"co-execution failed: {e}") from e
+            self._pending = None
+            return outputs
 
-    def _run_inline(self, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor]:
+    def _call(self, state: CallState, tensors: list[torch.Tensor], trace: bool) -> list[torch.Tensor]:
+        t0 = time.perf_counter()
+        record = Trace({self._tracks[0]: self._tracks[0], self._tracks[1]: self._tracks[1]},
+                       meta={"graph": self.graph.name, "sync": self.sync_mode}) if trace else None
+        gpu = self.gpu
+        if gpu is not None:
+            state.gpu_started = True
+            gpu.load(tensors)
+            if record is not None:
+                record.tracks[gpu.side.copy_track] = gpu.side.copy_track
+                gpu.side.timer = DeviceTimer(record, gpu.side.compute, t0)
+        try:
+            if self._inline:
+                self._drive(state, tensors, record, t0)
+                state.results[0] = self._on_thread(0, state, tensors, record, t0)
+            else:
+                for proc in (0, 1):
+                    if self._threaded[proc]:
+                        self._jobs[proc].put((state, tensors, record, t0))
+                if not self._threaded[1]:
+                    try:
+                        self._drive(state, tensors, record, t0)
+                    except Abort:
+                        pass
+                    except Exception as e:  # noqa: BLE001 - stop the other side, raise below
+                        state.fail(e)
+                for proc in (0, 1):
+                    if self._threaded[proc]:
+                        state.wait_finished(proc)
+            if state.error is not None:
+                raise state.error
+            if gpu is not None:
+                gpu.wait_done(self.timeout_s, self.labels[1])
+                if record is not None:
+                    gpu.side.timer.resolve()  # type: ignore[union-attr]
+        finally:
+            if gpu is not None:
+                gpu.side.timer = None
+        if record is not None:
+            record.total_ms = (time.perf_counter() - t0) * 1e3
+            record.meta["cuda_graph"] = False
+            self.last_trace = record
+        return state.results[0]
+
+    def _drive(self, state: CallState, tensors: list[torch.Tensor], record: Trace | None, t0: float) -> None:
+        """Processor 1's side in the calling thread: enqueue or launch the GPU program, or
+        run another device's program."""
+        if self.gpu is not None:
+            if self.gpu.graph is not None and record is None and self.fault_hook is None:
+                self.gpu.launch()
+            else:
+                self.gpu.enqueue(state, self.fault_hook)
+        elif self.processors[1].kind is not ProcessorKind.CUDA and self.programs[1]:
+            self._on_thread(1, state, tensors, record, t0)
+
+    def _on_thread(self, proc: int, state: CallState, tensors: list[torch.Tensor], record: Trace | None,
+                   t0: float) -> Any:
+        """A program run in the calling thread (inline), with its processor's settings."""
+        p = self.processors[proc]
         previous = torch.get_num_threads()
         try:
-            if self._compiled[1]:
-                self.processors[1].activate()
-                self._run(1, tensors, t0)
-            self.processors[0].activate()
-            with self._cpu_context(0):
-                return self._run(0, tensors, t0)  # type: ignore[return-value]
-        except BaseException:
-            self.processors[1].synchronize()  # leave no work in flight behind an error
-            raise
+            p.activate()
+            return self._run_program(proc, state, tensors, record, t0)
         finally:
             torch.set_num_threads(previous)  # the caller's thread count is the caller's
 
-    def close(self) -> None:
-        """Stop the worker threads (the session cannot run afterwards)."""
+    def _run_program(self, proc: int, state: CallState, tensors: list[torch.Tensor], record: Trace | None,
+                     t0: float) -> list[torch.Tensor] | None:
+        """Run a host-driven program (a CPU group, or a device without a GPU program)."""
+        processor = self.processors[proc]
+        steps = self.programs[proc]
+        local: Local = self._templates[proc][:]
+        for i in self._reads[proc]:
+            local[i] = to_processor(tensors[i], processor)
+        hook, where, track = self.fault_hook, f" on {self.labels[proc]}", self._tracks[proc]
+        context = processor.work_context()
+        with torch.inference_mode(), context:
+            for step in steps:
+                if state.error is not None:
+                    raise Abort
+                if hook is not None:
+                    call_hook(hook, proc, step, where)
+                start = time.perf_counter() if record is not None else 0.0
+                kind = type(step)
+                if kind is Run:
+                    run_step(step, local, where)  # type: ignore[arg-type]
+                elif kind is Send:
+                    step.channel.send(local[step.slot][step.slices], state, None)  # type: ignore[union-attr]
+                else:
+                    local[step.slot] = step.channel.recv(state, None)  # type: ignore[union-attr]
+                for i in step.free:
+                    local[i] = None
+                if record is not None:
+                    flow = None if kind is Run else step.channel.index  # type: ignore[union-attr]
+                    record.add(track, SLICE_KIND[kind], step.name, (start - t0) * 1e3,
+                               (time.perf_counter() - t0) * 1e3, "host", flow, kind is Recv)
+            if proc == 0:
+                return [self._own(f.get(local)) for f in self._outputs]
+        return None
+
+    def _own(self, t: torch.Tensor) -> torch.Tensor:
+        """``t``, or a copy of it where it shares memory with a buffer the session reuses."""
+        return t.clone() if t.untyped_storage().data_ptr() in self._internal else t
+
+    def _work(self, proc: int) -> None:
+        """A CPU group's worker thread: runs its program for each call posted to it."""
+        self.processors[proc].activate()
+        jobs = self._jobs[proc]
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            if isinstance(job, threading.Event):  # a barrier: every earlier call has finished
+                job.set()
+                continue
+            state, tensors, record, t0 = job
+            result = None
+            if state.error is None:
+                try:
+                    result = self._run_program(proc, state, tensors, record, t0)
+                except Abort:
+                    pass
+                except BaseException as e:  # noqa: BLE001 - handed to the caller
+                    state.fail(e)
+            state.finish(proc, result)
+
+    # --- failure and recovery ---------------------------------------------------------------
+    def _abandon(self, state: CallState, error: BaseException) -> None:
+        """Stop both sides of ``state``'s call and leave the session ready for the next."""
+        state.fail(error)
+        deadline = time.monotonic() + self.timeout_s
         for proc in (0, 1):
-            if self._threaded[proc]:
-                self._queues[proc][0].put(None)
-        self._threaded = (False, False)
-        self._inline, self._compiled = False, [[], []]
+            if self._threaded[proc] and not self._barrier(proc, deadline):
+                self._broken = f"{self.labels[proc]} did not stop within {self.timeout_s:g} s"
+                raise ExecutionError(self._broken) from error
+        if self.gpu is not None and state.gpu_started:
+            if self.flags is not None:
+                self.flags.raise_all(self._gpu_waits)
+            if not self._gpu_idle(deadline):
+                self._broken = f"{self.labels[1]} did not finish its work within {self.timeout_s:g} s"
+                raise ExecutionError(self._broken) from error
+            if self.flags is not None:
+                self.flags.clear()
+        self._pending = None
+
+    def _settle(self) -> None:
+        """Finish abandoning a call whose caller was interrupted while abandoning it."""
+        if self._pending is not None:
+            self._abandon(self._pending, self._pending.error or ExecutionError("the previous call was interrupted"))
+
+    def _barrier(self, proc: int, deadline: float) -> bool:
+        """Wait until worker ``proc`` has finished every call posted to it so far."""
+        done = threading.Event()
+        self._jobs[proc].put(done)
+        while not done.wait(POLL_S):
+            if time.monotonic() > deadline:
+                return False
+        return True
+
+    def _gpu_idle(self, deadline: float) -> bool:
+        """Wait until the GPU side's streams have run everything enqueued on them."""
+        side = self.gpu.side  # type: ignore[union-attr]
+        events = [torch.cuda.Event(), torch.cuda.Event()]
+        events[0].record(side.compute)
+        events[1].record(side.copy)
+        while not all(e.query() for e in events):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0001)
+        return True
+
+    # --- lifetime and traces -------------------------------------------------------------------
+    def save_trace(self, path: str | os.PathLike) -> None:
+        """Write the last traced call (``session(x, trace=True)``) as trace-event JSON for
+        ui.perfetto.dev or chrome://tracing."""
+        if self.last_trace is None:
+            raise CodlError("no traced call yet: call the session with trace=True first")
+        self.last_trace.save(path)
+
+    def close(self) -> None:
+        """Finish any call in flight, stop the worker threads and wait for them."""
+        with self._lock:
+            if self._closed:
+                return
+            with contextlib.suppress(CodlError):
+                self._settle()
+            self._closed = True
+            for proc in (0, 1):
+                if self._threaded[proc]:
+                    self._jobs[proc].put(None)
+            for t in self._threads:
+                t.join(self.timeout_s)
 
     def __enter__(self) -> "Session":
         return self
@@ -263,108 +453,18 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _cpu_context(self, proc: int) -> "contextlib.AbstractContextManager[object]":
-        """A CPU processor's work context (codl's own CPU convs) for the thread running
-        its program; a GPU's is entered where its work is enqueued (``__call__``)."""
-        p = self.processors[proc]
-        return p.work_context() if p.kind is ProcessorKind.CPU else contextlib.nullcontext()
 
-    def _work(self, proc: int) -> None:
-        self.processors[proc].activate()
-        jobs, done = self._queues[proc]
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            tensors, t0 = job
-            try:
-                with torch.inference_mode(), self._cpu_context(proc):
-                    result = self._run(proc, tensors, t0)
-                done.put(result)
-            except Aborted:
-                done.put(None)
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                self.sync.abort(e)
-                done.put(None)
-
-    def _run(self, proc: int, tensors: list[torch.Tensor], t0: float) -> list[torch.Tensor] | None:
-        processor = self.processors[proc]
-        steps = self._compiled[proc]
-        if not steps and proc == 1:
-            return None
-        local = self._templates[proc][:]
-        if self._reads_inputs[proc]:
-            for i, t in enumerate(tensors):
-                local[i] = to_processor(t, processor)
-        record = self.trace.append if self.trace is not None else None
-        device_clock = record is not None and processor.kind is ProcessorKind.CUDA
-        if device_clock:
-            timing = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
-            origin = timing()
-            origin.record()
-            pending: list[tuple[str, str, torch.cuda.Event, torch.cuda.Event]] = []
-            self._device_trace = (proc, (time.perf_counter() - t0) * 1e3, origin, pending)
-        # callers hold torch.inference_mode()
-        # step: (kind, node or tensor name, kernel or channel, inputs or slot, output slots, slots to free)
-        for kind, name, action, arg, outs, free in steps:
-            start = time.perf_counter() if record else 0.0
-            if device_clock:
-                begin = timing()
-                begin.record()
-            if kind == "run" or kind == "gather":
-                args = [local[i] for i in arg] if kind == "run" else [_gather(f, local) for f in arg]
-                try:
-                    result = action(*args)
-                except Exception as e:
-                    raise ExecutionError.of_node(name, args, e, f" on processor {proc} ({processor.label})") from e
-                if isinstance(result, torch.Tensor):
-                    local[outs[0]] = result
-                else:
-                    for o, r in zip(outs, result):
-                        local[o] = r
-            elif kind == "send":
-                slot, slices = arg
-                action.send(local[slot][slices])
-            else:
-                local[arg] = action.recv()
-            for i in free:
-                local[i] = None
-            if record:
-                run = kind == "run" or kind == "gather"
-                label = name.name if run else name
-                if device_clock:
-                    end = timing()
-                    end.record()
-                    pending.append(("run" if run else kind, label, begin, end))
-                else:
-                    record(StepRecord(proc, "run" if run else kind, label, (start - t0) * 1e3,
-                                      (time.perf_counter() - t0) * 1e3))
-        if proc == 0:
-            return [_gather(f, local) for f in self._outputs]
-        return None
+def _usable_cores() -> set[int]:
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
-def _gather(f: tuple[Any, ...], local: list[torch.Tensor | None]) -> torch.Tensor:
-    mode = f[0]
-    if mode == LOCAL:
-        return local[f[1]]  # type: ignore[return-value]
-    if mode == SLICE:
-        return local[f[1]][f[2]]  # type: ignore[index]
-    if mode == COPY:
-        return local[f[1]][f[2]].clone()  # type: ignore[index]
-    _, parts, shape, channels_last = f
-    first = local[parts[0][0]]
-    fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
-    buf = torch.empty(shape, dtype=first.dtype, device=first.device).contiguous(memory_format=fmt)  # type: ignore[union-attr]
-    for slot, src, dst in parts:
-        buf[dst] = local[slot][src]  # type: ignore[index]
-    return buf
+def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "auto",  # noqa: A001
+            timeout_s: float = 60.0, cuda_graph: bool = True) -> Session:
+    """Prepare ``plan`` for running on ``processors`` (CPU first). ``sync``: "flags"
+    (fine-grained, CUDA), "events", or "auto" (flags where they work). ``timeout_s``:
+    the longest wait for the other processor before the call fails. ``cuda_graph``:
+    replay the GPU side from a CUDA graph (flags mode)."""
+    return Session(graph, plan, processors, sync, timeout_s, cuda_graph)
 
 
-def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "events") -> Session:  # noqa: A001
-    """Prepare ``plan`` for running on ``processors`` (CPU first) with ``sync`` "events"
-    or "flags" (fine-grained, CUDA only)."""
-    return Session(graph, plan, processors, sync)
-
-
-__all__ = ["Session", "StepRecord", "compile"]
+__all__ = ["Session", "compile", "SYNC_MODES"]

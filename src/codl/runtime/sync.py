@@ -1,13 +1,17 @@
 """Fine-grained CPU-GPU synchronisation through flags in pinned host memory (seed 000).
 
-A :class:`FlagArray` is an array of 32-bit counters in page-locked host memory that both
-sides see. The GPU stream writes a flag after the work before it (``gpu_write``,
-cuStreamWriteValue32) or waits until the CPU has written one (``gpu_wait``,
-cuStreamWaitValue32); the CPU writes flags with a plain store and spins on them. Because
-GPU waits are enqueued ahead of time, the thread driving the GPU never blocks on the CPU:
-it enqueues the whole inference and the stream waits on the flags.
+A :class:`FlagArray` is an array of 32-bit flags in page-locked host memory that both
+sides see. The GPU stream raises a flag after the work before it (``gpu_write``,
+cuStreamWriteValue32) or waits until the CPU has raised one (``gpu_wait``,
+cuStreamWaitValue32); the CPU raises flags with a plain store and spins on them.
+Because GPU waits are enqueued ahead of time, the thread driving the GPU never blocks on
+the CPU: it enqueues the whole inference, or replays it from a CUDA graph captured once
+(stream memory operations are captured like kernels).
 
-Flags hold the inference's generation number (1, 2, ...), so they never need resetting.
+Flags are 0 (clear) or 1 (raised), so a captured graph can use them on every call: the
+side that waits clears the flag once it has seen it (the GPU with a stream write right
+after its wait, the CPU with a store after its spin), and after an abandoned call the
+session clears them all once the GPU has finished (:meth:`FlagArray.clear`).
 
 Needs cuda-python (``pip install codl[cuda]``) and a device that supports stream memory
 operations; :func:`flags_available` says whether this machine can use them.
@@ -21,6 +25,8 @@ from typing import Callable
 import torch
 
 from ..errors import CodlError
+
+RAISED = 1
 
 
 def flags_available(device: int = 0) -> str | None:
@@ -52,7 +58,7 @@ def _check(result: tuple, what: str) -> tuple:
 
 
 class FlagArray:
-    """``n`` flags in pinned host memory, addressable from the CPU and a CUDA stream."""
+    """``n`` flags in pinned host memory, addressable from the CPU and CUDA streams."""
 
     def __init__(self, n: int, device: int = 0) -> None:
         why = flags_available(device)
@@ -70,41 +76,51 @@ class FlagArray:
     def _self_test(self, device: int) -> None:
         """One GPU write seen by the CPU, or a clear error now rather than a hang later."""
         with torch.cuda.device(device):
-            self.gpu_write(0, 7)
+            self.gpu_write(torch.cuda.current_stream(device), 0, 7)
             torch.cuda.synchronize(device)
         if int(self.view[0]) != 7:
             raise CodlError("a flag written by the GPU stream is not visible to the CPU; use sync='events'")
         self.view[0] = 0
 
-    def _stream(self) -> object:
-        return self._cu.CUstream(torch.cuda.current_stream().cuda_stream)
+    def _ptr(self, i: int) -> object:
+        return self._cu.CUdeviceptr(self.base + 4 * i)
 
-    def gpu_write(self, i: int, value: int) -> None:
-        """Enqueue on the current stream: flag ``i`` := ``value`` once prior work is done."""
+    def gpu_write(self, stream: torch.cuda.Stream, i: int, value: int = RAISED) -> None:
+        """Enqueue on ``stream``: flag ``i`` := ``value`` once the work before it is done."""
         cu = self._cu
-        _check(cu.cuStreamWriteValue32(self._stream(), cu.CUdeviceptr(self.base + 4 * i), value,
+        _check(cu.cuStreamWriteValue32(cu.CUstream(stream.cuda_stream), self._ptr(i), value,
                                        cu.CUstreamWriteValue_flags.CU_STREAM_WRITE_VALUE_DEFAULT), "cuStreamWriteValue32")
 
-    def gpu_wait(self, i: int, value: int) -> None:
-        """Enqueue on the current stream: wait until flag ``i`` >= ``value`` (cyclic)."""
+    def gpu_wait(self, stream: torch.cuda.Stream, i: int) -> None:
+        """Enqueue on ``stream``: wait until flag ``i`` is raised, then clear it."""
         cu = self._cu
-        _check(cu.cuStreamWaitValue32(self._stream(), cu.CUdeviceptr(self.base + 4 * i), value,
+        _check(cu.cuStreamWaitValue32(cu.CUstream(stream.cuda_stream), self._ptr(i), RAISED,
                                       cu.CUstreamWaitValue_flags.CU_STREAM_WAIT_VALUE_GEQ), "cuStreamWaitValue32")
+        self.gpu_write(stream, i, 0)
 
-    def cpu_write(self, i: int, value: int) -> None:
-        self.view[i] = value
+    def cpu_raise(self, i: int) -> None:
+        self.view[i] = RAISED
 
-    def cpu_wait(self, i: int, value: int, aborted: Callable[[], bool]) -> None:
-        """Spin until flag ``i`` reaches ``value``. Every few reads the loop releases the
-        GIL (the GPU's driver thread may need it) and stops if ``aborted()`` turns true."""
+    def cpu_wait(self, i: int, check: Callable[[], None]) -> None:
+        """Spin until flag ``i`` is raised, then clear it. Every few reads the loop
+        releases the GIL (another thread may need it) and calls ``check``, which raises
+        to stop waiting (the call was abandoned, or a deadline passed)."""
         view, spins = self.view, 0
-        while int(view[i]) < value:
+        while view[i] != RAISED:
             spins += 1
             if spins % 64 == 0:
-                if aborted():
-                    raise TimeoutError("aborted while waiting for a flag")
+                check()
                 time.sleep(0)
+        view[i] = 0
 
-    def release_all(self, value: int) -> None:
-        """Write ``value`` to every flag, so no stream stays blocked (used on abort)."""
-        self.view[:] = value
+    def is_raised(self, i: int) -> bool:
+        return bool(self.view[i] == RAISED)
+
+    def raise_all(self, indices: list[int]) -> None:
+        """Raise the flags the GPU may wait on, so no stream stays blocked (abort)."""
+        for i in indices:
+            self.view[i] = RAISED
+
+    def clear(self) -> None:
+        """Clear every flag (after an abandoned call, once the GPU has finished)."""
+        self.view[:] = 0
