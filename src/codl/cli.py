@@ -151,22 +151,24 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
     for device in args.devices.split(","):
         for name in args.models.split(","):
             rows.append(measure(name, device, args.iters, args.rounds,
-                                tuple(args.input_size) if args.input_size else None, args.width))
+                                tuple(args.input_size) if args.input_size else None, args.width, args.native))
             print(format_row(rows[-1]), flush=True)
     _write_json(args.json, {**artifact_header("overhead"), "latency_source": "measured", "results": rows})
     return 0
 
 
 def cmd_bench_exchange(args: argparse.Namespace) -> int:
-    from .bench.exchange import measure_exchange
+    from .bench.exchange import format_table, measure_exchange
 
-    rows = measure_exchange(args.iters, int(args.mb * 2**20) // 4 * 4)
-    print(f"{'mode':<8} {'payload bytes':>13} {'median us':>10} {'p90 us':>8} {'min us':>8}")
-    for r in rows:
-        lat = r["latency_ms"]
-        print(f"{r['mode']:<8} {r['payload_bytes']:>13} {lat['median_ms'] * 1e3:>10.1f} {lat['p90_ms'] * 1e3:>8.1f} "
-              f"{lat['min_ms'] * 1e3:>8.1f}")
-    _write_json(args.json, {**artifact_header("exchange"), "latency_source": "measured", "results": rows})
+    if not torch.cuda.is_available():
+        raise CodlError("codl bench exchange measures CPU-GPU exchanges and needs a CUDA GPU; none is available "
+                        f"(torch {torch.__version__})")
+    if args.iters < 1:
+        raise CodlError(f"-n/--iters must be at least 1, got {args.iters}")
+    rows = measure_exchange(args.iters, args.sm_limit)
+    print(format_table(rows))
+    _write_json(args.json, {**artifact_header("exchange"), "latency_source": "measured", "sm_limit": args.sm_limit,
+                            "results": rows})
     return 0
 
 
@@ -469,16 +471,18 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks of the executor").add_subparsers(dest="bench", required=True)
     o = b.add_parser("overhead", help="session vs reference with every node on one processor")
     o.add_argument("--models", default=",".join(zoo.MODELS))
-    o.add_argument("--devices", default="cpu", help="comma-separated: cpu, cuda")
+    o.add_argument("--devices", default="cpu", help="comma-separated: cpu, cuda, cuda@N (N SMs)")
+    o.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last (else fp32)")
     o.add_argument("-n", "--iters", type=int, default=10, help="runs per way per round")
     o.add_argument("--rounds", type=int, default=3)
     o.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
     o.add_argument("--width", type=float, default=1.0)
     o.add_argument("--json")
     o.set_defaults(fn=cmd_bench_overhead)
-    e = b.add_parser("exchange", help="one CPU -> GPU -> CPU exchange per sync mode (CUDA)")
-    e.add_argument("-n", "--iters", type=int, default=2000)
-    e.add_argument("--mb", type=float, default=1.0, help="payload in MiB")
+    e = b.add_parser("exchange", help="CPU <-> GPU exchanges through the session's channels, 64 KB to 32 MB, "
+                                      "beside the raw pinned copy (CUDA)")
+    e.add_argument("-n", "--iters", type=int, default=50, help="timed rounds (each times every size and way once)")
+    e.add_argument("--sm-limit", type=int, help="run the GPU side (its conversions) on this many SMs")
     e.add_argument("--json")
     e.set_defaults(fn=cmd_bench_exchange)
     return p

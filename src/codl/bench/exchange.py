@@ -1,36 +1,162 @@
-"""Micro-benchmark of one CPU -> GPU -> CPU exchange in each synchronisation mode.
+"""``codl bench exchange``: what one exchange between the CPU and a CUDA GPU costs, through
+the session's own channel (:class:`codl.runtime.channels.DeviceChannel`, flags), over
+sizes from 64 KB to 32 MB, both directions, with and without type conversion, beside
+the raw pinned copy measured in the same run.
 
-Two payloads: a bare signal (a flag), and a slice of ``--mb`` megabytes that the CPU
-writes into pinned memory, the GPU copies in and back out, and the CPU then sees. Each
-mode uses the same mechanism the session uses:
+Every sample is timed on the host clock between two flags, with the GPU's side enqueued
+before the clock starts (as a session does):
 
-- ``events``: the CPU thread posts to a condition variable; the GPU driver thread wakes,
-  enqueues the copies and a CUDA event, and posts back; the CPU waits for that post and
-  for the event.
-- ``flags``: before the clock starts, the driver thread has already enqueued a stream wait
-  on flag A, the copies, and a stream write of flag B; the CPU raises A and spins on B.
+- ``cpu->gpu``: the CPU copies a tensor of its own into the channel's pinned buffer
+  and raises its flags; the GPU copies the chunks in, converts them to its type and
+  raises a flag the CPU spins on.
+- ``gpu->cpu``: the CPU raises a flag the GPU waits on; the GPU converts its tensor to
+  the CPU's type, copies it out and raises the channel's flag, on which the CPU spins
+  (the CPU then uses the pinned buffer as it is).
+- ``raw``: the same two flags around one pinned copy of the same bytes in one piece,
+  without any CPU copy or conversion: the bandwidth the exchange is judged against.
+- ``signal``: the two flags alone (the round trip every sample above includes).
+
+Sizes are bytes of the region in the CPU's type. The sizes, directions and conversions
+alternate within each round, so a drift of the machine reaches them all alike.
 
 Usage::
 
-    codl bench exchange -n 2000 --mb 1 --json out.json
+    codl bench exchange [--sm-limit 8] [-n 50] [--json out.json]
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from dataclasses import dataclass
 
 import torch
 
+from ..ir.graph import DType
+from ..processors import Processor
+from ..processors.cuda import session_streams
+from ..runtime.call import CallState
+from ..runtime.channels import DeviceChannel
 from ..runtime.sync import FlagArray
 from .run import LatencyStats
 
+SIZES = (64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 32 << 20)
+# conversion name -> (CPU type, channels-last), (GPU type, channels-last)
+CONVERSIONS = {
+    "none": ((DType.BFLOAT16, True), (DType.BFLOAT16, True)),
+    "dtype": ((DType.BFLOAT16, True), (DType.FLOAT16, True)),
+    "dtype+layout": ((DType.FLOAT32, False), (DType.FLOAT16, True)),
+}
 
-def _events(n: int, nbytes: int) -> list[float]:
-    host_in = torch.empty(nbytes // 4, dtype=torch.float32, pin_memory=True)
-    host_out = torch.empty_like(host_in, pin_memory=True)
-    dev = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda")
-    src = torch.randn(nbytes // 4) if nbytes else None
+
+@dataclass
+class _Side:
+    compute: torch.cuda.Stream
+    copy: torch.cuda.Stream
+    timer: None = None
+    track: str = ""
+    copy_track: str = ""
+
+
+def _shape(nbytes: int, itemsize: int) -> tuple[int, int, int, int]:
+    rows = max(1, nbytes // (itemsize * 64 * 64))
+    return (1, 64, rows, 64)
+
+
+class _Case:
+    """One (size, conversion): a channel each way, tensors on both sides, and the flags."""
+
+    def __init__(self, nbytes: int, conversion: str, sm_limit: int | None, device: int, mapped: bool) -> None:
+        (cdt, ccl), (gdt, gcl) = CONVERSIONS[conversion]
+        self.cpu = Processor.parse("cpu", dtype=cdt, channels_last=ccl)
+        self.gpu = Processor.parse(f"cuda:{device}", dtype=gdt, channels_last=gcl, sm_limit=sm_limit)
+        shape = _shape(nbytes, torch.tensor([], dtype=self.cpu.torch_dtype).element_size())
+        box = tuple((0, d) for d in shape)
+        self.up = DeviceChannel(0, "x", box, 0, self.cpu, self.gpu, self.cpu.torch_dtype, 0, mapped)
+        self.down = DeviceChannel(1, "y", box, 1, self.cpu, self.gpu, self.cpu.torch_dtype, self.up.n_flags, mapped)
+        n = self.up.n_flags + self.down.n_flags
+        self.start, self.done = n, n + 1  # two more flags: the clock's start and the GPU's done
+        self.flags = FlagArray(n + 2, device)
+        self.up.flags = self.down.flags = self.flags
+        cpu_fmt = torch.channels_last if ccl else torch.contiguous_format
+        gpu_fmt = torch.channels_last if gcl else torch.contiguous_format
+        self.cpu_tensor = torch.randn(shape).to(self.cpu.torch_dtype).contiguous(memory_format=cpu_fmt)
+        self.gpu_tensor = torch.randn(shape, device=self.gpu.device).to(self.gpu.torch_dtype).contiguous(memory_format=gpu_fmt)
+        self.pinned = torch.empty(shape, dtype=self.cpu.torch_dtype, pin_memory=True)
+        self.raw_dev = torch.empty(shape, dtype=self.cpu.torch_dtype, device=self.gpu.device)
+        self.side = _Side(*session_streams(device, sm_limit))
+        self.nbytes = self.up.host.numel() * self.up.host.element_size()
+        self.received: torch.Tensor | None = None
+        # Load the conversion kernels now: a kernel's first launch behind a stream wait
+        # blocks the launching thread until the wait is met (lazy module loading).
+        torch.empty_like(self.gpu_tensor).copy_(self.up.dev)
+        self.down.dev.copy_(self.gpu_tensor)
+        torch.cuda.synchronize(device)
+
+    def _spin(self, i: int) -> None:
+        self.flags.cpu_wait(i, lambda: None)
+
+    def _timed(self, arm, go) -> float:  # noqa: ANN001 - two closures
+        torch.cuda.synchronize(self.gpu.index)
+        with self.gpu.work_context(), torch.cuda.stream(self.side.compute):
+            arm()
+        t0 = time.perf_counter()
+        go()
+        us = (time.perf_counter() - t0) * 1e6
+        torch.cuda.synchronize(self.gpu.index)
+        return us
+
+    def cpu_to_gpu(self) -> float:
+        state = CallState(2, 60.0, ("cpu", "gpu"))
+
+        def arm() -> None:
+            self.received = self.up.recv(state, self.side)  # type: ignore[arg-type]
+            self.flags.gpu_write(self.side.compute, self.done)
+        return self._timed(arm, lambda: (self.up.send(self.cpu_tensor, state, None), self._spin(self.done)))
+
+    def gpu_to_cpu(self) -> float:
+        state = CallState(2, 60.0, ("cpu", "gpu"))
+
+        def arm() -> None:
+            self.flags.gpu_wait(self.side.compute, self.start)
+            self.down.send(self.gpu_tensor, state, self.side)  # type: ignore[arg-type]
+
+        def go() -> None:
+            self.flags.cpu_raise(self.start)
+            self.received = self.down.recv(state, None)
+        return self._timed(arm, go)
+
+    def raw(self, upward: bool) -> float:
+        def arm() -> None:
+            self.flags.gpu_wait(self.side.compute, self.start)
+            if upward:
+                self.raw_dev.copy_(self.pinned, non_blocking=True)
+            else:
+                self.pinned.copy_(self.raw_dev, non_blocking=True)
+            self.flags.gpu_write(self.side.compute, self.done)
+        return self._timed(arm, lambda: (self.flags.cpu_raise(self.start), self._spin(self.done)))
+
+    def signal(self) -> float:
+        def arm() -> None:
+            self.flags.gpu_wait(self.side.compute, self.start)
+            self.flags.gpu_write(self.side.compute, self.done)
+        return self._timed(arm, lambda: (self.flags.cpu_raise(self.start), self._spin(self.done)))
+
+    def check(self) -> None:
+        """The data arrived: each direction once more, compared with the source."""
+        self.cpu_to_gpu()
+        assert torch.allclose(self.received.float().cpu(), self.cpu_tensor.float(), rtol=1e-2, atol=1e-2)  # type: ignore[union-attr]
+        self.gpu_to_cpu()
+        assert torch.allclose(self.received.float(), self.gpu_tensor.float().cpu(), rtol=1e-2, atol=1e-2)  # type: ignore[union-attr]
+
+
+def signal_round_trips(iters: int, device: int = 0) -> dict[str, float]:
+    """Median ms of a bare CPU -> GPU -> CPU signal in each sync mode: ``flags`` as in
+    :class:`_Case` ``signal``; ``events`` as a session with events does it (the CPU
+    posts to a condition variable, the GPU's driver thread wakes, records a CUDA event
+    and posts back, the CPU waits for the post and the event)."""
+    import threading
+
+    case = _Case(64 << 10, "none", None, device, False)
     go, back = threading.Semaphore(0), threading.Semaphore(0)
     event = torch.cuda.Event()
     stop = False
@@ -40,62 +166,82 @@ def _events(n: int, nbytes: int) -> list[float]:
             go.acquire()
             if stop:
                 return
-            if nbytes:
-                dev.copy_(host_in, non_blocking=True)
-                host_out.copy_(dev, non_blocking=True)
-            event.record()
+            event.record(case.side.compute)
             back.release()
-
     t = threading.Thread(target=driver, daemon=True)
     t.start()
-    samples = []
-    for _ in range(n):
+
+    def events() -> float:
         start = time.perf_counter()
-        if nbytes:
-            host_in.copy_(src)
         go.release()
         back.acquire()
         event.synchronize()
-        samples.append((time.perf_counter() - start) * 1e6)
+        return (time.perf_counter() - start) * 1e3
+    out = {}
+    for mode, fn in (("events", events), ("flags", lambda: case.signal() / 1e3)):
+        samples = [fn() for _ in range(iters + 20)][20:]
+        out[mode] = float(LatencyStats.of(samples).median_ms)
     stop = True
     go.release()
     t.join()
-    if nbytes:
-        assert torch.equal(host_out, src), "events round trip corrupted the data"
-    return samples
+    return out
 
 
-def _flags(n: int, nbytes: int) -> list[float]:
-    flags = FlagArray(2)
-    host_in = torch.empty(nbytes // 4, dtype=torch.float32, pin_memory=True)
-    host_out = torch.empty_like(host_in, pin_memory=True)
-    dev = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda")
-    src = torch.randn(nbytes // 4) if nbytes else None
-    samples = []
-    for gen in range(1, n + 1):
-        flags.gpu_wait(0, gen)  # armed before the clock starts
-        if nbytes:
-            dev.copy_(host_in, non_blocking=True)
-            host_out.copy_(dev, non_blocking=True)
-        flags.gpu_write(1, gen)
-        start = time.perf_counter()
-        if nbytes:
-            host_in.copy_(src)
-        flags.cpu_write(0, gen)
-        flags.cpu_wait(1, gen, lambda: False)
-        samples.append((time.perf_counter() - start) * 1e6)
-    torch.cuda.synchronize()
-    if nbytes:
-        assert torch.equal(host_out, src), "flags round trip corrupted the data"
-    return samples
+def measure_exchange(iters: int, sm_limit: int | None = None, sizes: tuple[int, ...] = SIZES,
+                     conversions: tuple[str, ...] = tuple(CONVERSIONS), device: int = 0,
+                     progress: bool = True) -> list[dict]:
+    """Rows of (size, conversion, path, what) with latency statistics in ms and GB/s.
+    ``path`` is "dma" (copy engine, chunked) or "mapped" (GPU kernels on the pinned
+    buffer); ``default`` says which one a session picks for that size."""
+    import sys
 
+    from ..runtime.channels import MAPPED_BYTES
 
-def measure_exchange(iters: int, nbytes: int) -> list[dict]:
-    """Both modes, a bare flag and an ``nbytes`` payload; latencies in ms."""
+    cases = {(s, c, m): _Case(s, c, sm_limit, device, m == "mapped") for s in sizes for c in conversions
+             for m in ("dma", "mapped")}
+    cases = {k: v for k, v in cases.items() if k[2] == "dma" or v.up.mapped is not None}
+    for case in cases.values():
+        case.check()
+    ways = ("raw_h2d", "cpu->gpu", "raw_d2h", "gpu->cpu", "signal")
+    samples: dict[tuple, list[float]] = {(*k, w): [] for k in cases for w in ways}
+    for r in range(iters + 3):  # three rounds of warm-up
+        if progress and r % 10 == 0:
+            print(f"codl: exchange round {r + 1}/{iters + 3}", file=sys.stderr, flush=True)
+        for k, case in cases.items():
+            got = {"raw_h2d": case.raw(True), "cpu->gpu": case.cpu_to_gpu(), "raw_d2h": case.raw(False),
+                   "gpu->cpu": case.gpu_to_cpu(), "signal": case.signal()}
+            if r >= 3:
+                for w, us in got.items():
+                    samples[(*k, w)].append(us / 1e3)
     rows = []
-    for mode, fn in (("events", _events), ("flags", _flags)):
-        for size in (0, nbytes):
-            fn(50, size)  # warm up
-            stats = LatencyStats.of([us / 1e3 for us in fn(iters, size)])
-            rows.append({"mode": mode, "payload_bytes": size, "latency_ms": stats.to_json()})
+    for (s, c, m), case in cases.items():
+        for w in ways:
+            stats = LatencyStats.of(samples[(s, c, m, w)])
+            rows.append({"bytes": case.nbytes, "conversion": c, "path": m, "default": (m == "mapped") == (s <= MAPPED_BYTES),
+                         "what": w, "chunks": len(case.up.chunks), "latency_ms": stats.to_json(),
+                         "gb_per_s": case.nbytes / (stats.median_ms * 1e6)})
     return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """One line per (size, conversion, path): median us and GB/s each way, and the share
+    of the raw copy's bandwidth the exchange reaches (* marks the path a session uses)."""
+    by = {(r["bytes"], r["conversion"], r["path"], r["what"]): r for r in rows}
+    keys = sorted({(r["bytes"], r["conversion"], r["path"], r["default"]) for r in rows},
+                  key=lambda k: (k[0], list(CONVERSIONS).index(k[1]), k[2]))
+    lines = [f"{'size':>8} {'conversion':<13} {'path':<7} {'raw h2d':>16} {'cpu->gpu':>16} {'of raw':>6}   "
+             f"{'raw d2h':>16} {'gpu->cpu':>16} {'of raw':>6}   {'signal':>7}",
+             f"{'':>8} {'':<13} {'':<7} {'us  (GB/s)':>16} {'us  (GB/s)':>16} {'':>6}   {'us  (GB/s)':>16} {'us  (GB/s)':>16}"]
+    for b, c, m, default in keys:
+        def cell(w: str) -> str:
+            r = by[(b, c, m, w)]
+            return f"{r['latency_ms']['median_ms'] * 1e3:8.1f} ({r['gb_per_s']:5.1f})"
+
+        def med(w: str) -> float:
+            return by[(b, c, m, w)]["latency_ms"]["median_ms"]
+        size = f"{b >> 20} MB" if b >= 1 << 20 else f"{b >> 10} KB"
+        path = m + ("*" if default else "")
+        lines.append(f"{size:>8} {c:<13} {path:<7} {cell('raw_h2d'):>16} {cell('cpu->gpu'):>16} "
+                     f"{med('raw_h2d') / med('cpu->gpu'):6.0%}   {cell('raw_d2h'):>16} {cell('gpu->cpu'):>16} "
+                     f"{med('raw_d2h') / med('gpu->cpu'):6.0%}   {med('signal') * 1e3:7.1f}")
+    return "\n".join(lines)

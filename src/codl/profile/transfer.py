@@ -107,12 +107,12 @@ def run_transfer_profile(cpu: Processor, cuda: Processor | None, path: Path, pas
                     added += 1
                 f.flush()
             if cuda is not None:
-                from ..bench.exchange import measure_exchange
+                from ..bench.exchange import signal_round_trips
 
-                for row in measure_exchange(200, 0):  # (each mode twice: no payload either way)
-                    kind = f"sync_{row['mode']}"
+                for mode, ms in signal_round_trips(200, cuda.index).items():
+                    kind = f"sync_{mode}"
                     if (kind, 0, p) not in done:
-                        writer.writerow({"kind": kind, "bytes": 0, "pass": p, "ms": row["latency_ms"]["median_ms"]})
+                        writer.writerow({"kind": kind, "bytes": 0, "pass": p, "ms": ms})
                         done.add((kind, 0, p))
                         added += 1
             if progress:
