@@ -12,9 +12,12 @@ session / ref+io is reported, the statistic least disturbed by drift:
   the host (what a session call includes);
 - ``session``: ``compile(graph, plan, (cpu, device))`` with rho 0 (cpu) or 1 (device).
 
+Devices are ``cpu``, ``cuda`` or ``cuda@N`` (limited to N SMs); ``--native`` runs each
+processor in its fastest type on the GPU machine (CPU bf16, GPU fp16, channels-last).
+
 Usage::
 
-    codl bench overhead --models yolov2,resnet50 --devices cpu,cuda --json out.json
+    codl bench overhead --models yolov2,resnet50 --devices cpu,cuda,cuda@8 --native --json out.json
 """
 
 from __future__ import annotations
@@ -27,25 +30,40 @@ from .. import zoo
 from ..frontends import from_torch
 from ..ir.regions import Dim
 from ..plan import Placement, Plan
-from ..processors import Processor
+from ..ir.graph import DType
+from ..processors import Processor, ProcessorKind
 from ..runtime import ReferenceRunner
 from ..runtime.session import compile
 from .run import LatencyStats, time_calls
 
 
+def processors_for(device: str, native: bool) -> tuple[Processor, Processor]:
+    """(CPU, device) for a device spec ``cpu``, ``cuda`` or ``cuda@N`` (N SMs); with
+    ``native`` the CPU computes in bf16 channels-last and a GPU in fp16 channels-last
+    (the GPU machine's fastest types), else both in fp32."""
+    name, _, sms = device.partition("@")
+    cpu_type = (DType.BFLOAT16, True) if native else (DType.FLOAT32, False)
+    cpu = Processor.parse("cpu", dtype=cpu_type[0], channels_last=cpu_type[1])
+    if name == "cpu":
+        return cpu, cpu
+    gpu_type = (DType.FLOAT16, True) if native else (DType.FLOAT32, False)
+    return cpu, Processor.parse(name, dtype=gpu_type[0], channels_last=gpu_type[1], sm_limit=int(sms) if sms else None)
+
+
 def measure(name: str, device: str, iters: int, rounds: int, input_size: tuple[int, int] | None,
-            width: float) -> dict:
+            width: float, native: bool = False) -> dict:
     module, x = zoo.build(name, input_size, width)
     graph = from_torch(module, x, name=name)
-    cpu = Processor.parse("cpu")
-    proc = cpu if device == "cpu" else Processor.parse(device)
+    cpu, proc = processors_for(device, native)
     runner = ReferenceRunner(graph, proc)
     x_dev = x.to(proc.device)
-    rho = 0.0 if device == "cpu" else 1.0
+    rho = 0.0 if proc.kind is ProcessorKind.CPU else 1.0
     session = compile(graph, Plan.uniform(graph, Placement(Dim.OC, rho)), (cpu, proc))
+    host_type = cpu.torch_dtype
     ways: dict[str, Callable[[], object]] = {
         "reference": lambda: runner(x_dev),
-        "reference_io": lambda: [o.cpu() for o in runner(x)],
+        # host input in, converted on the device; outputs converted there to the host's type, copied back
+        "reference_io": lambda: [o.to(host_type).cpu() for o in runner(x)],
         "session": lambda: session(x),
     }
     samples: dict[str, list[float]] = {k: [] for k in ways}
@@ -56,10 +74,12 @@ def measure(name: str, device: str, iters: int, rounds: int, input_size: tuple[i
         for _ in range(iters):
             for key, fn in ways.items():
                 samples[key] += time_calls(fn, proc, 1, 0, progress=False)
+    session.close()
     stats = {k: LatencyStats.of(v).to_json() for k, v in samples.items()}
     med = {k: v["median_ms"] for k, v in stats.items()}
     paired = statistics.median(s / r for s, r in zip(samples["session"], samples["reference_io"]))
-    return {"model": name, "device": device, "ops": len(graph.nodes), "latency_ms": stats,
+    return {"model": name, "device": device, "native_types": native, "ops": len(graph.nodes), "latency_ms": stats,
+            "cuda_graph": session.gpu is not None and session.gpu.graph is not None,
             "session_over_reference": med["session"] / med["reference"],
             "session_over_reference_io": med["session"] / med["reference_io"],
             "paired_session_over_reference_io": paired}
