@@ -91,3 +91,34 @@ def test_own_kernels_are_refused_off_cpu_and_cuda(capsys: pytest.CaptureFixture)
     assert main(["run", "vgg16", "-d", "mps", "--own-kernels"]) == 2
     assert "--own-kernels applies to the cpu and to cuda devices with Triton only: codl has no own kernels for mps" \
         in capsys.readouterr().err
+
+
+def test_trace_writes_a_perfetto_trace_of_a_plan(tmp_path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    from codl import zoo
+    from codl.frontends import from_torch
+    from codl.plan import random_plan
+
+    module, x = zoo.build("vgg16", (32, 32), 0.25)
+    graph = from_torch(module, x, name="vgg16")
+    plan_file, out = tmp_path / "plan.json", tmp_path / "run.json"
+    plan_file.write_text(json.dumps(random_plan(graph, 2, whole_share=0.0).to_json()))
+    assert main(["trace", "vgg16", "--input-size", "32", "32", "--width", "0.25", "-d", "cpu,cpu",
+                 "--plan", str(plan_file), "-o", str(out), "--warmup", "1"]) == 0
+    assert "busy ms" in capsys.readouterr().out
+    events = json.loads(out.read_text())["traceEvents"]
+    assert any(e["ph"] == "X" for e in events) and any(e["ph"] == "s" for e in events)
+    plan_file.write_text("{}")
+    assert main(["trace", "vgg16", "--plan", str(plan_file)]) == 2
+    assert "not a codl plan" in capsys.readouterr().err
+
+
+def test_bench_exchange_without_cuda_is_one_line(capsys) -> None:  # noqa: ANN001
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "exchange"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("codl: error:") and "needs a CUDA GPU" in err and "\n" not in err

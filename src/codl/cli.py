@@ -127,6 +127,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if check is None or check["ok"] else 1
 
 
+def _pair(args: argparse.Namespace) -> tuple[Processor, Processor]:
+    """The two processors of ``-d cpu,cuda`` / ``-d cpu,cpu`` (two groups of half the
+    cores each); with ``--native`` the CPU in bf16 and a GPU in fp16, channels-last."""
+    names = args.device.split(",")
+    if len(names) != 2 or names[0] != "cpu":
+        raise CodlError(f"-d {args.device!r}: give two processors, the CPU first (cpu,cuda or cpu,cpu)")
+    cpu_type = (DType.BFLOAT16, True) if args.native else (DType.FLOAT32, False)
+    if names[1] == "cpu":
+        half = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 1
+        return (Processor.parse("cpu", half, *cpu_type), Processor.parse("cpu", half, *cpu_type))
+    gpu_type = (DType.FLOAT16, True) if args.native else (DType.FLOAT32, False)
+    return Processor.parse("cpu", args.threads, *cpu_type), Processor.parse(names[1], None, *gpu_type, args.sm_limit)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .plan import Plan, PlanError
+    from .runtime.session import compile
+
+    try:
+        plan = Plan.from_json(json.loads(Path(args.plan).read_text()))
+    except (OSError, ValueError) as e:
+        raise CodlError(f"cannot read plan {args.plan}: {e}") from None
+    except PlanError as e:
+        raise CodlError(f"{args.plan}: {e}") from None
+    pair = _pair(args)
+    graph, _, inputs, label = load_model(args)
+    _log(f"compiling the plan for {pair[0].label} + {pair[1].label}")
+    with compile(graph, plan, pair) as session:
+        for _ in range(args.warmup):
+            session(*inputs)
+        session(*inputs, trace=True)
+        session.save_trace(args.out)
+        trace = session.last_trace
+    print(f"model      {label}: {len(graph.nodes)} ops; call {trace.total_ms:.2f} ms (measured, traced)")
+    print(f"{'track':<52} {'busy ms':>8} {'copying':>8} {'waiting':>8} {'span':>8}")
+    for track, row in trace.summary().items():
+        print(f"{track:<52} {row['busy_ms']:>8.2f} {row['copying_ms']:>8.2f} {row['waiting_ms']:>8.2f} {row['span_ms']:>8.2f}")
+    print(f"trace      {args.out} (open in ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
 def _check(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
            outs: list[torch.Tensor], proc: Processor) -> dict[str, Any]:
     """Compare outputs with the PyTorch module (built-in models) or with fp32 CPU
@@ -409,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", help="also write the table to this JSON file")
     m.set_defaults(fn=cmd_models)
     for name, fn, text in (("inspect", cmd_inspect, "per-op table of a model"),
-                           ("run", cmd_run, "run a model on one processor and time it")):
+                           ("run", cmd_run, "run a model on one processor and time it"),
+                           ("trace", cmd_trace, "run a plan once, traced, and write a Perfetto trace")):
         s = sub.add_parser(name, help=text)
         s.add_argument("model", help="built-in model name or path to an .onnx file")
         s.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size of a built-in model")
@@ -424,6 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",
                            help="skip comparing outputs with the reference")
+        if name == "trace":
+            s.add_argument("--plan", required=True, help="plan JSON (codl.plan.Plan.to_json)")
+            s.add_argument("-o", "--out", default="codl-trace.json", help="trace-event JSON to write")
+            s.add_argument("-d", "--device", default="cpu,cuda" if torch.cuda.is_available() else "cpu,cpu",
+                           help="the two processors, CPU first: cpu,cuda or cpu,cpu (two core groups)")
+            s.add_argument("--threads", type=int, help="CPU threads beside a GPU (default: all cores but one)")
+            s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs")
+            s.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last")
+            s.add_argument("--warmup", type=int, default=3, help="untraced calls first")
     def processor_args(q: argparse.ArgumentParser) -> None:
         device_args(q)
         q.add_argument("--seed", type=int, default=0)
