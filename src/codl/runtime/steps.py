@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import CodlError, ExecutionError
 from ..ir.graph import Node
 from .channels import Channel
 
@@ -67,7 +68,12 @@ class Run:
     inputs: tuple[Input, ...]
     outputs: tuple[int, ...]
     free: tuple[int, ...]
+    slots: tuple[int, ...] | None = None  # set when every input is a whole local value (the common case)
     kind = "run"
+
+    def __post_init__(self) -> None:
+        if all(type(f) is Fetch and f.slices is None for f in self.inputs):
+            self.slots = tuple(f.slot for f in self.inputs)  # type: ignore[union-attr]
 
     @property
     def name(self) -> str:
@@ -106,8 +112,6 @@ Step = Run | Send | Recv
 
 def call_hook(hook: Callable[[int, "Step"], None], proc: int, step: "Step", where: str) -> None:
     """The fault hook before ``step``; an error it raises fails the step, named."""
-    from ..errors import CodlError, ExecutionError
-
     try:
         hook(proc, step)
     except CodlError:
@@ -118,9 +122,8 @@ def call_hook(hook: Callable[[int, "Step"], None], proc: int, step: "Step", wher
 
 def run_step(step: Run, local: Local, where: str) -> None:
     """Run one node and store its outputs; failures name the node, shapes and processor."""
-    from ..errors import ExecutionError
-
-    args = [f.get(local) for f in step.inputs]
+    slots = step.slots
+    args = [local[i] for i in slots] if slots is not None else [f.get(local) for f in step.inputs]
     try:
         result = step.kernel(*args)
     except Exception as e:
