@@ -31,10 +31,10 @@ import torch
 
 from codl import zoo
 from codl.frontends import from_torch
-from codl.ir import DType, Graph, OpKind
+from codl.ir import Graph, OpKind
 from codl.ir.regions import Dim
 from codl.plan import Placement, Plan, split_dims
-from codl.processors import Processor
+from codl.processors import Processor, typed_processor
 from codl.runtime.session import compile
 
 HEAVY = {OpKind.CONV, OpKind.CONV_TRANSPOSE, OpKind.LINEAR, OpKind.MATMUL}
@@ -161,8 +161,8 @@ def main() -> int:
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    cpu = Processor.parse("cpu", dtype=DType.BFLOAT16, channels_last=True)
-    gpu = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=args.sm_limit)
+    cpu = typed_processor("cpu", native=True)
+    gpu = typed_processor("cuda", native=True, sm_limit=args.sm_limit)
     pair = (cpu, gpu)
     cpu_pair = (cpu, Processor.parse("cpu"))
     out = Path(args.out)

@@ -19,11 +19,11 @@ import torch
 from codl import zoo
 from codl.bench.run import time_back_to_back
 from codl.frontends import from_torch
-from codl.ir import DType, OpKind
-from codl.ir.regions import Dim, full_box, relative
+from codl.ir import OpKind
+from codl.ir.regions import full_box, relative
 from codl.ops import family
 from codl.plan import Placement, Plan, split_dims
-from codl.processors import Processor
+from codl.processors import Processor, typed_processor
 from codl.runtime import ReferenceRunner
 from codl.runtime.reference import to_processor
 from codl.runtime.schedule import own_box
@@ -38,9 +38,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=15)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    procs = {"cpu": Processor.parse("cpu", threads=args.threads, dtype=DType.BFLOAT16, channels_last=True)}
+    procs = {"cpu": typed_processor("cpu", native=True, threads=args.threads)}
     if torch.cuda.is_available():
-        procs["gpu"] = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=args.sm_limit)
+        procs["gpu"] = typed_processor("cuda", native=True, sm_limit=args.sm_limit)
     for name in args.models.split(","):
         module, x = zoo.build(name)
         graph = from_torch(module, x, name=name)
@@ -68,8 +68,8 @@ def main() -> int:
                         sliced = [to_processor(t[relative(b, full_box(t.shape))].contiguous(), proc)
                                   for t, b in zip(whole_inputs, fam.input_boxes(node, ins, out, box))]
                         part = fam.partial_kernel(node, ins, out, box)
-                        frac = (box[fam.split_axes(node, ins, out)[dim]][1] - box[fam.split_axes(node, ins, out)[dim]][0]) / \
-                            out.shape[fam.split_axes(node, ins, out)[dim]]
+                        axis = fam.split_axes(node, ins, out)[dim]
+                        frac = (box[axis][1] - box[axis][0]) / out.shape[axis]
                         with proc.work_context():
                             t = statistics.median(time_back_to_back(lambda: part(*sliced), proc, 5, 2)[0])
                         ratios.setdefault((pname, dim.value, share), []).append(t / (frac * whole))

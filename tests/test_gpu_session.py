@@ -88,18 +88,14 @@ def test_all_on_gpu_returns_host_outputs() -> None:
 @pytest.mark.parametrize("sync", ["events", "flags"])
 @pytest.mark.parametrize("failing", [0, 1])
 def test_failure_on_either_side_releases_the_other(sync: str, failing: int) -> None:
+    from test_session_safety import fail_at
+
     from codl.errors import ExecutionError
-    from codl.runtime.steps import Run
 
     module, x = zoo.build("yolov2", (64, 64), width=0.25)
     graph = from_torch(module, x, name="yolov2")
     session = compile(graph, random_plan(graph, 5, whole_share=0.0), (Processor.parse("cpu"), Processor.parse("cuda")), sync=sync)
-    target = [s for s in session.programs[failing] if isinstance(s, Run)][3]
-
-    def hook(proc: int, step: object) -> None:
-        if step is target:
-            raise RuntimeError("injected failure")
-    session.fault_hook = hook
+    fail_at(session, failing, 3)
     with pytest.raises(ExecutionError, match=f"failed on processor {failing}.*injected failure"):
         session(x)
     session.fault_hook = None
@@ -186,10 +182,9 @@ def test_flags_sessions_replay_a_cuda_graph_and_stay_right() -> None:
 @pytest.mark.parametrize("cuda_graph", [True, False])
 def test_interrupted_flags_calls_leave_the_next_call_right(cuda_graph: bool) -> None:
     import random
-    import threading
     import time
 
-    from test_session_safety import _interrupt, in_thread
+    from test_session_safety import in_thread, interrupted_call
 
     module, x = zoo.build("yolov2", (96, 96), width=0.5)
     graph = from_torch(module, x, name="yolov2")
@@ -202,20 +197,5 @@ def test_interrupted_flags_calls_leave_the_next_call_right(cuda_graph: bool) -> 
     call_s = time.perf_counter() - start
     rng = random.Random(1)
     for trial in range(20):
-        stop = threading.Event()
-
-        def caller() -> None:
-            try:
-                session(x)
-                while not stop.is_set():
-                    time.sleep(0.001)
-            except KeyboardInterrupt:
-                pass
-        t = threading.Thread(target=caller, daemon=True)
-        t.start()
-        time.sleep(rng.uniform(0.0, 1.5 * call_s))
-        _interrupt(t)
-        stop.set()
-        t.join(60)
-        assert not t.is_alive()
+        interrupted_call(session, x, rng.uniform(0.0, 1.5 * call_s))
         assert compare(in_thread(lambda: session(x)), [expected])["rel_l2_error"] < 1e-2, f"trial {trial}"

@@ -17,7 +17,7 @@ from codl.plan import Placement, Plan, PlanError, random_plan, split_dims, verif
 from codl.processors import Processor
 from codl.runtime import ReferenceRunner
 from codl.runtime.session import compile
-from codl.runtime.steps import Run, Step
+from test_session_safety import fail_at
 
 PAIR = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
 SMALL = {"fst": (32, 48), "vit": (32, 32), "posenet": (32, 32)}
@@ -99,12 +99,7 @@ def test_error_on_either_side_ends_the_run_without_deadlock(graphs: dict, failin
         if Dim.H not in split_dims(graph, n.name):
             plan.placements[n.name] = Placement(Dim.H, 0.0)
     session = compile(graph, plan, PAIR)
-    target = [s for s in session.programs[failing] if isinstance(s, Run)][3]
-
-    def hook(proc: int, step: Step) -> None:
-        if step is target:
-            raise RuntimeError("injected failure")
-    session.fault_hook = hook
+    target = fail_at(session, failing, 3)
     with pytest.raises(ExecutionError, match=f"run step '{target.name}' failed on processor {failing}.*injected failure"):
         session(x)
     session.fault_hook = None  # the session stays usable

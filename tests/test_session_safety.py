@@ -87,8 +87,38 @@ def test_concurrent_calls_from_four_threads_are_all_right(yolo: tuple, kind: str
     session.close()
 
 
-def _interrupt(thread: threading.Thread) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))
+def fail_at(session, proc: int, nth: int) -> Run:  # noqa: ANN001 - a Session
+    """Make the session's ``nth`` run step on ``proc`` raise (through the fault hook)."""
+    target = [s for s in session.programs[proc] if isinstance(s, Run)][nth]
+
+    def hook(p: int, step: Step) -> None:
+        if step is target:
+            raise RuntimeError("injected failure")
+    session.fault_hook = hook
+    return target
+
+
+def interrupted_call(session, x: torch.Tensor, delay_s: float) -> bool:  # noqa: ANN001 - a Session
+    """Call the session in a thread that gets KeyboardInterrupt after ``delay_s``; True
+    if the interrupt landed inside the call. Fails if the thread hangs."""
+    box: dict = {}
+    stop = threading.Event()
+
+    def caller() -> None:
+        try:
+            box["out"] = session(x)
+            while not stop.is_set():  # a late interrupt lands here, outside the call
+                time.sleep(0.001)
+        except KeyboardInterrupt:
+            pass
+    t = threading.Thread(target=caller, daemon=True)
+    t.start()
+    time.sleep(delay_s)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(KeyboardInterrupt))
+    stop.set()
+    t.join(60)
+    assert not t.is_alive(), "the interrupted call hung"
+    return "out" not in box
 
 
 def test_interrupts_at_random_points_never_leave_a_wrong_or_hung_next_call(yolo: tuple) -> None:
@@ -100,24 +130,7 @@ def test_interrupts_at_random_points_never_leave_a_wrong_or_hung_next_call(yolo:
     rng = random.Random(0)
     inside = 0
     for trial in range(30):
-        box: dict = {}
-        stop = threading.Event()
-
-        def caller() -> None:
-            try:
-                box["out"] = session(inputs[trial % 4])
-                while not stop.is_set():  # a late interrupt lands here, outside the call
-                    time.sleep(0.001)
-            except KeyboardInterrupt:
-                box["interrupted"] = True
-        t = threading.Thread(target=caller, daemon=True)
-        t.start()
-        time.sleep(rng.uniform(0.0, 1.5 * call_s))
-        _interrupt(t)
-        stop.set()
-        t.join(60)
-        assert not t.is_alive(), f"trial {trial}: the interrupted call hung"
-        inside += "out" not in box
+        inside += interrupted_call(session, inputs[trial % 4], rng.uniform(0.0, 1.5 * call_s))
         k = (trial + 1) % 4
         assert close_to(in_thread(lambda: session(inputs[k])), expected[k]), f"trial {trial}: wrong next call"
     assert inside >= 5, f"only {inside} of 30 interrupts landed inside a call"

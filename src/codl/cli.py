@@ -25,7 +25,7 @@ from .errors import CodlError
 from .fingerprint import artifact_header
 from .frontends import load_onnx
 from .ir import DType, Graph, op_rows, total_flops
-from .processors import Processor
+from .processors import Processor, typed_processor
 from .runtime import ReferenceRunner, random_inputs
 
 DTYPES = {"fp32": DType.FLOAT32, "fp16": DType.FLOAT16, "bf16": DType.BFLOAT16}
@@ -133,12 +133,10 @@ def _pair(args: argparse.Namespace) -> tuple[Processor, Processor]:
     names = args.device.split(",")
     if len(names) != 2 or names[0] != "cpu":
         raise CodlError(f"-d {args.device!r}: give two processors, the CPU first (cpu,cuda or cpu,cpu)")
-    cpu_type = (DType.BFLOAT16, True) if args.native else (DType.FLOAT32, False)
     if names[1] == "cpu":
         half = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 1
-        return (Processor.parse("cpu", half, *cpu_type), Processor.parse("cpu", half, *cpu_type))
-    gpu_type = (DType.FLOAT16, True) if args.native else (DType.FLOAT32, False)
-    return Processor.parse("cpu", args.threads, *cpu_type), Processor.parse(names[1], None, *gpu_type, args.sm_limit)
+        return typed_processor("cpu", args.native, half), typed_processor("cpu", args.native, half)
+    return typed_processor("cpu", args.native, args.threads), typed_processor(names[1], args.native, sm_limit=args.sm_limit)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

@@ -27,15 +27,14 @@ Usage::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
 from ..ir.graph import DType
 from ..processors import Processor
-from ..processors.cuda import session_streams
 from ..runtime.call import CallState
 from ..runtime.channels import DeviceChannel
+from ..runtime.device import GpuSide
 from ..runtime.sync import FlagArray
 from .run import LatencyStats
 
@@ -46,15 +45,6 @@ CONVERSIONS = {
     "dtype": ((DType.BFLOAT16, True), (DType.FLOAT16, True)),
     "dtype+layout": ((DType.FLOAT32, False), (DType.FLOAT16, True)),
 }
-
-
-@dataclass
-class _Side:
-    compute: torch.cuda.Stream
-    copy: torch.cuda.Stream
-    timer: None = None
-    track: str = ""
-    copy_track: str = ""
 
 
 def _shape(nbytes: int, itemsize: int) -> tuple[int, int, int, int]:
@@ -83,7 +73,7 @@ class _Case:
         self.gpu_tensor = torch.randn(shape, device=self.gpu.device).to(self.gpu.torch_dtype).contiguous(memory_format=gpu_fmt)
         self.pinned = torch.empty(shape, dtype=self.cpu.torch_dtype, pin_memory=True)
         self.raw_dev = torch.empty(shape, dtype=self.cpu.torch_dtype, device=self.gpu.device)
-        self.side = _Side(*session_streams(device, sm_limit))
+        self.side = GpuSide(self.gpu, "", "")
         self.nbytes = self.up.host.numel() * self.up.host.element_size()
         self.received: torch.Tensor | None = None
         # Load the conversion kernels now: a kernel's first launch behind a stream wait
@@ -109,7 +99,7 @@ class _Case:
         state = CallState(2, 60.0, ("cpu", "gpu"))
 
         def arm() -> None:
-            self.received = self.up.recv(state, self.side)  # type: ignore[arg-type]
+            self.received = self.up.recv(state, self.side)
             self.flags.gpu_write(self.side.compute, self.done)
         return self._timed(arm, lambda: (self.up.send(self.cpu_tensor, state, None), self._spin(self.done)))
 
@@ -118,7 +108,7 @@ class _Case:
 
         def arm() -> None:
             self.flags.gpu_wait(self.side.compute, self.start)
-            self.down.send(self.gpu_tensor, state, self.side)  # type: ignore[arg-type]
+            self.down.send(self.gpu_tensor, state, self.side)
 
         def go() -> None:
             self.flags.cpu_raise(self.start)

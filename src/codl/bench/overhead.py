@@ -30,24 +30,18 @@ from .. import zoo
 from ..frontends import from_torch
 from ..ir.regions import Dim
 from ..plan import Placement, Plan
-from ..ir.graph import DType
-from ..processors import Processor, ProcessorKind
+from ..processors import Processor, ProcessorKind, typed_processor
 from ..runtime import ReferenceRunner
 from ..runtime.session import compile
 from .run import LatencyStats, time_calls
 
 
 def processors_for(device: str, native: bool) -> tuple[Processor, Processor]:
-    """(CPU, device) for a device spec ``cpu``, ``cuda`` or ``cuda@N`` (N SMs); with
-    ``native`` the CPU computes in bf16 channels-last and a GPU in fp16 channels-last
-    (the GPU machine's fastest types), else both in fp32."""
+    """(CPU, device) for a device spec ``cpu``, ``cuda`` or ``cuda@N`` (N SMs), in fp32
+    or, with ``native``, each in its fastest type (:func:`typed_processor`)."""
     name, _, sms = device.partition("@")
-    cpu_type = (DType.BFLOAT16, True) if native else (DType.FLOAT32, False)
-    cpu = Processor.parse("cpu", dtype=cpu_type[0], channels_last=cpu_type[1])
-    if name == "cpu":
-        return cpu, cpu
-    gpu_type = (DType.FLOAT16, True) if native else (DType.FLOAT32, False)
-    return cpu, Processor.parse(name, dtype=gpu_type[0], channels_last=gpu_type[1], sm_limit=int(sms) if sms else None)
+    cpu = typed_processor("cpu", native)
+    return (cpu, cpu) if name == "cpu" else (cpu, typed_processor(name, native, sm_limit=int(sms) if sms else None))
 
 
 def measure(name: str, device: str, iters: int, rounds: int, input_size: tuple[int, int] | None,

@@ -254,3 +254,12 @@ class Processor:
             if self.own_kernels:
                 d["kernels"] = "codl"
         return d
+
+
+def typed_processor(text: str, native: bool, threads: int | None = None, sm_limit: int | None = None) -> Processor:
+    """``text``'s processor computing in fp32, or with ``native`` in the GPU machine's
+    fastest types: a CPU in bf16 and a GPU in fp16, both channels-last
+    (docs/results/baselines.md)."""
+    cpu = text.partition(":")[0] == "cpu"
+    dtype = (DType.BFLOAT16 if cpu else DType.FLOAT16) if native else DType.FLOAT32
+    return Processor.parse(text, threads, dtype, native, sm_limit)

@@ -92,8 +92,7 @@ class Session:
         self.last_trace: Trace | None = None
         self.labels = (f"processor 0 ({p0.label})", f"processor 1 ({p1.label})")
         self.schedule: Schedule = build_schedule(graph, plan)
-        self.channels = self._make_channels()
-        n_flags = sum(getattr(c, "n_flags", 0) for c in self.channels)
+        self.channels, n_flags = self._make_channels()
         self.flags = FlagArray(n_flags + 1, p1.index) if sync == "flags" else None
         for c in self.channels:
             if isinstance(c, DeviceChannel):
@@ -141,7 +140,8 @@ class Session:
             t.start()
 
     # --- preparation ------------------------------------------------------------------
-    def _make_channels(self) -> list[Channel]:
+    def _make_channels(self) -> tuple[list[Channel], int]:
+        """One channel per crossing region, and the number of flags they use."""
         p0, p1 = self.processors
         channels: list[Channel] = []
         flag = 0
@@ -154,7 +154,7 @@ class Session:
             else:
                 c = HostChannel(ch, tensor, box, sender, self.processors[sender], self.processors[1 - sender])
             channels.append(c)
-        return channels
+        return channels, flag
 
     def _compile(self, proc: int) -> list[Step]:
         program = self.schedule.programs[proc]
@@ -256,14 +256,13 @@ class Session:
 
     def _call(self, state: CallState, tensors: list[torch.Tensor], trace: bool) -> list[torch.Tensor]:
         t0 = time.perf_counter()
-        record = Trace({self._tracks[0]: self._tracks[0], self._tracks[1]: self._tracks[1]},
-                       meta={"graph": self.graph.name, "sync": self.sync_mode}) if trace else None
+        record = Trace(list(self._tracks), meta={"graph": self.graph.name, "sync": self.sync_mode}) if trace else None
         gpu = self.gpu
         if gpu is not None:
             state.gpu_started = True
             gpu.load(tensors)
             if record is not None:
-                record.tracks[gpu.side.copy_track] = gpu.side.copy_track
+                record.tracks.append(gpu.side.copy_track)
                 gpu.side.timer = DeviceTimer(record, gpu.side.compute, t0)
         try:
             if self._inline:

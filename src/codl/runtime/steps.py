@@ -82,29 +82,25 @@ class Run:
 
 @dataclass(eq=False, slots=True)
 class Send:
-    tensor: str
+    """``local[slot][slices]`` (region ``name`` of a tensor) goes out by ``channel``."""
+
+    name: str
     channel: Channel
     slot: int
     slices: tuple[slice, ...]
     free: tuple[int, ...]
     kind = "send"
 
-    @property
-    def name(self) -> str:
-        return self.tensor
-
 
 @dataclass(eq=False, slots=True)
 class Recv:
-    tensor: str
+    """Tensor ``name``'s region comes in by ``channel`` into ``local[slot]``."""
+
+    name: str
     channel: Channel
     slot: int
     free: tuple[int, ...]
     kind = "recv"
-
-    @property
-    def name(self) -> str:
-        return self.tensor
 
 
 Step = Run | Send | Recv

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,7 +44,7 @@ class TraceEvent:
 class Trace:
     """One traced call: its slices and the tracks' display names."""
 
-    tracks: dict[str, str]  # track id -> name shown (device, type, threads, SM limit)
+    tracks: list[str]  # one per processor / copy stream, named with device, type, threads, SM limit
     events: list[TraceEvent] = field(default_factory=list)
     total_ms: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
@@ -71,7 +71,7 @@ class Trace:
         tid = {t: i for i, t in enumerate(self.tracks)}
         out: list[dict[str, Any]] = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "codl session"}}]
         for t, i in tid.items():
-            out.append({"ph": "M", "pid": 1, "tid": i, "name": "thread_name", "args": {"name": self.tracks[t]}})
+            out.append({"ph": "M", "pid": 1, "tid": i, "name": "thread_name", "args": {"name": t}})
             out.append({"ph": "M", "pid": 1, "tid": i, "name": "thread_sort_index", "args": {"sort_index": i}})
         for e in self.events:
             ts, dur = e.start_ms * 1e3, max(e.end_ms - e.start_ms, 0.0) * 1e3
@@ -92,9 +92,6 @@ class Trace:
         with open(tmp, "w") as f:
             json.dump(self.to_json(), f)
         os.replace(tmp, path)
-
-    def events_as_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(e) for e in self.events]
 
 
 class DeviceTimer:
