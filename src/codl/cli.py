@@ -96,7 +96,60 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_plan(path: str):
+    from .plan import Plan, PlanError
+
+    try:
+        return Plan.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as e:
+        raise CodlError(f"cannot read plan {path}: {e}") from None
+    except PlanError as e:
+        raise CodlError(f"{path}: {e}") from None
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    """``codl run MODEL --plan plan.json``: the plan on the processors it was made for."""
+    from .runtime.session import compile
+
+    plan = _read_plan(args.plan)
+    described = plan.meta.get("processors")
+    if not described or len(described) != 2:
+        raise CodlError(f"{args.plan} does not name its two processors (make it with codl plan); "
+                        f"hand-made plans run with codl trace MODEL --plan FILE -d cpu,cuda")
+    pair = (Processor.from_description(described[0]), Processor.from_description(described[1]))
+    graph, module, inputs, label = load_model(args)
+    if plan.graph != graph.name:
+        raise CodlError(f"{args.plan} is a plan for {plan.graph!r}, not {graph.name!r}")
+    _log(f"compiling the plan for {pair[0].label} + {pair[1].label}")
+    with compile(graph, plan, pair) as session:
+        outs = session(*inputs)
+        worst = max(pair, key=lambda p: tolerance(p))
+        check = _check(graph, module, inputs, outs, worst) if args.check else None
+        samples = time_calls(lambda: session(*inputs), pair[0], args.iters, args.warmup)
+    stats = LatencyStats.of(samples)
+    predicted = plan.meta.get("predicted_ms")
+    print(f"model      {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
+    print(f"plan       {args.plan}: strategy {plan.meta.get('strategy', '?')}, "
+          f"{sum(p.is_split for p in plan.placements.values())} split ops, {len(plan.chains)} chains")
+    print(f"processors {pair[0].label} ({pair[0].dtype.value}) + {pair[1].label} ({pair[1].dtype.value})")
+    if check is not None:
+        print(f"check      {check['against']}: relative error {check['rel_l2_error']:.1e} "
+              f"(tolerance {check['tolerance']:.0e}) {'OK' if check['ok'] else 'FAILED'}")
+    print(f"latency    measured, {stats.count} runs after {args.warmup} warm-up (ms; host input, outputs on the host)")
+    for key in ("median", "mean", "min", "max", "p90"):
+        print(f"  {key:<8} {getattr(stats, key + '_ms'):10.3f}")
+    if predicted is not None:
+        print(f"predicted  {predicted:.3f} ms ({plan.meta.get('cost_source', '?')}); "
+              f"measured/predicted {stats.median_ms / predicted:.2f}")
+    _write_json(args.json, {**artifact_header("run"), "model": label, "plan": args.plan, "plan_meta": plan.meta,
+                            "iters": args.iters, "warmup": args.warmup, "latency_source": "measured",
+                            "latency_ms": stats.to_json(), "samples_ms": samples, "check": check})
+    return 0 if check is None or check["ok"] else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _run_plan(args)
     proc = _processor(args)
     graph, module, inputs, label = load_model(args)
     _log(f"preparing {len(graph.nodes)} ops on {proc.label}")
@@ -140,15 +193,9 @@ def _pair(args: argparse.Namespace) -> tuple[Processor, Processor]:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .plan import Plan, PlanError
     from .runtime.session import compile
 
-    try:
-        plan = Plan.from_json(json.loads(Path(args.plan).read_text()))
-    except (OSError, ValueError) as e:
-        raise CodlError(f"cannot read plan {args.plan}: {e}") from None
-    except PlanError as e:
-        raise CodlError(f"{args.plan}: {e}") from None
+    plan = _read_plan(args.plan)
     pair = _pair(args)
     graph, _, inputs, label = load_model(args)
     _log(f"compiling the plan for {pair[0].label} + {pair[1].label}")
@@ -163,6 +210,36 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for track, row in trace.summary().items():
         print(f"{track:<52} {row['busy_ms']:>8.2f} {row['copying_ms']:>8.2f} {row['waiting_ms']:>8.2f} {row['span_ms']:>8.2f}")
     print(f"trace      {args.out} (open in ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import plan_graph
+    from .plan.simulate import format_summary, placement_summary
+
+    pair = _pair(args)
+    graph, _, inputs, label = load_model(args)
+    _log(f"planning {label} on {pair[0].label} + {pair[1].label}, strategy {args.strategy}")
+    result = plan_graph(graph, pair, args.strategy, inputs=inputs, measure=args.measure)
+    plan = result.plan
+    names = tuple(f"{p['device']} ({p['dtype']}{', ' + str(p['threads']) + ' threads' if 'threads' in p else ''}"
+                  f"{', ' + str(p['sm_limit']) + ' SMs' if p.get('sm_limit') else ''})" for p in plan.meta["processors"])
+    summary = placement_summary(graph, plan)
+    print(f"model      {label}")
+    print(f"processors {names[0]} + {names[1]}")
+    print(f"strategy   {args.strategy}; costs {plan.meta['cost_source']}")
+    print(f"placement  {format_summary(summary, names)}")
+    print(f"predicted  plan {result.predicted.total_ms:.3f} ms; {names[0]} alone {result.single_ms[0]:.3f} ms, "
+          f"{names[1]} alone {result.single_ms[1]:.3f} ms")
+    if "measured_ms" in result.extra:
+        print("measured   " + ", ".join(f"{k} {v:.3f} ms" for k, v in result.extra["measured_ms"].items()))
+    if result.note:
+        print(f"guard      {result.note}")
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({**plan.to_json(), "summary": summary}, indent=1))
+    tmp.replace(out)
+    print(f"plan       {out} (run it: codl run {args.model} --plan {out})")
     return 0
 
 
@@ -225,8 +302,15 @@ def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
 def cmd_profile(args: argparse.Namespace) -> int:
     import random as _random
 
-    from .profile import (conv_parts, linear_parts, model_samples, noise_floor, perturbed_samples, random_samples,
-                          run_profile)
+    from .profile import (
+        conv_parts,
+        linear_parts,
+        model_samples,
+        noise_floor,
+        perturbed_samples,
+        random_samples,
+        run_profile,
+    )
 
     devices = [d for d in args.device.split(",") if d]
     if len(devices) > 1:  # each device in turn, with the settings that apply to it and its own budget
@@ -449,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(fn=cmd_models)
     for name, fn, text in (("inspect", cmd_inspect, "per-op table of a model"),
                            ("run", cmd_run, "run a model on one processor and time it"),
-                           ("trace", cmd_trace, "run a plan once, traced, and write a Perfetto trace")):
+                           ("trace", cmd_trace, "run a plan once, traced, and write a Perfetto trace"),
+                           ("plan", cmd_plan, "plan how to split a model between the CPU and a GPU (or two CPU groups)")):
         s = sub.add_parser(name, help=text)
         s.add_argument("model", help="built-in model name or path to an .onnx file")
         s.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size of a built-in model")
@@ -464,14 +549,23 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
             s.add_argument("--no-check", dest="check", action="store_false",
                            help="skip comparing outputs with the reference")
-        if name == "trace":
-            s.add_argument("--plan", required=True, help="plan JSON (codl.plan.Plan.to_json)")
-            s.add_argument("-o", "--out", default="codl-trace.json", help="trace-event JSON to write")
+            s.add_argument("--plan", help="run this plan (from codl plan) on the processors it names instead of -d")
+        if name == "plan":
+            from .plan import STRATEGIES
+
+            s.add_argument("--strategy", choices=STRATEGIES, default="codl", help="how to plan (default: codl)")
+            s.add_argument("-o", "--out", default="plan.json", help="plan JSON to write")
+            s.add_argument("--measure", action="store_true",
+                           help="time the plan and the faster processor alone in sessions; keep the faster")
+        if name in ("trace", "plan"):
             s.add_argument("-d", "--device", default="cpu,cuda" if torch.cuda.is_available() else "cpu,cpu",
                            help="the two processors, CPU first: cpu,cuda or cpu,cpu (two core groups)")
             s.add_argument("--threads", type=int, help="CPU threads beside a GPU (default: all cores but one)")
             s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs")
             s.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last")
+        if name == "trace":
+            s.add_argument("--plan", required=True, help="plan JSON (codl.plan.Plan.to_json)")
+            s.add_argument("-o", "--out", default="codl-trace.json", help="trace-event JSON to write")
             s.add_argument("--warmup", type=int, default=3, help="untraced calls first")
     def processor_args(q: argparse.ArgumentParser) -> None:
         device_args(q)

@@ -195,7 +195,11 @@ class Graph:
             return self.specs[name]
         if name in self.constants:
             c = self.constants[name]
-            return TensorSpec(name, tuple(c.shape), DType.from_numpy(c.dtype))
+            cache = self.__dict__.setdefault("_constant_specs", {})  # planners ask often
+            hit = cache.get(name)
+            if hit is None or hit[0] is not c:
+                hit = cache[name] = (c, TensorSpec(name, tuple(c.shape), DType.from_numpy(c.dtype)))
+            return hit[1]
         raise KeyError(f"graph {self.name!r} has no tensor named {name!r}")
 
     def is_constant(self, name: str) -> bool:

@@ -53,6 +53,9 @@ class Plan:
     graph: str
     placements: dict[str, Placement]
     chains: list[list[str]] = field(default_factory=list)
+    # how the plan was made, for later runs: strategy, cost_source, predicted_ms,
+    # processors (Processor.describe() of each, CPU first); empty for hand-made plans
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def uniform(graph: Graph, placement: Placement) -> "Plan":
@@ -65,7 +68,7 @@ class Plan:
 
         return {**artifact_header("plan"), "schema_version": PLAN_SCHEMA_VERSION, "graph": self.graph,
                 "placements": {k: {"dim": p.dim.value, "rho": p.rho} for k, p in self.placements.items()},
-                "chains": [list(c) for c in self.chains]}
+                "chains": [list(c) for c in self.chains], **({"meta": self.meta} if self.meta else {})}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> "Plan":
@@ -76,7 +79,10 @@ class Plan:
             placements = {k: Placement(Dim(v["dim"]), float(v["rho"])) for k, v in d["placements"].items()}
         except (KeyError, ValueError, TypeError) as e:
             raise PlanError(f"malformed placement in plan: {e}") from None
-        return Plan(d["graph"], placements, [list(c) for c in d.get("chains", [])])
+        meta = d.get("meta", {})
+        if not isinstance(meta, dict):
+            raise PlanError("malformed plan: 'meta' must be an object")
+        return Plan(d["graph"], placements, [list(c) for c in d.get("chains", [])], meta)
 
 
 def verify_plan(plan: Plan, graph: Graph) -> None:

@@ -31,6 +31,7 @@ import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -228,6 +229,18 @@ class Processor:
     @property
     def label(self) -> str:
         return self.kind.value if self.kind is ProcessorKind.CPU else f"{self.kind.value}:{self.index}"
+
+    @staticmethod
+    def from_description(d: dict[str, Any]) -> "Processor":
+        """The processor :meth:`describe` described (its settings; hardware fields are
+        checked by :meth:`parse` against this machine)."""
+        try:
+            return Processor.parse(str(d["device"]), threads=d.get("threads"), dtype=DType(d["dtype"]),
+                                   channels_last=bool(d.get("channels_last", False)), sm_limit=d.get("sm_limit"),
+                                   cores=tuple(d["cores"]) if d.get("cores") else None,
+                                   autotune=bool(d.get("autotune", False)), own_kernels=d.get("kernels") == "codl")
+        except (KeyError, ValueError, TypeError) as e:
+            raise CodlError(f"malformed processor description {d}: {e}") from None
 
     def describe(self) -> dict[str, object]:
         """Settings and hardware name, for result files."""

@@ -84,8 +84,7 @@ class Session:
             raise CodlError("sync='flags' needs a CUDA processor 1; other pairs synchronise with events")
         if sync == "auto":
             sync = "flags" if cuda and flags_available(p1.index) is None else "events"
-        if cuda and p0.threads is None and p0.cores is None:
-            p0 = dataclasses.replace(p0, threads=max(1, len(_usable_cores()) - 1))
+        p0, p1 = pair_defaults((p0, p1))
         self.graph, self.plan, self.processors, self.sync_mode = graph, plan, (p0, p1), sync
         self.timeout_s = timeout_s
         self.fault_hook: FaultHook | None = None
@@ -457,6 +456,15 @@ def _usable_cores() -> set[int]:
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
+def pair_defaults(processors: tuple[Processor, Processor]) -> tuple[Processor, Processor]:
+    """The processors as a session runs them: a CPU beside a CUDA GPU with no thread
+    count given runs all usable cores but one (the driver thread keeps one)."""
+    p0, p1 = processors
+    if p1.kind is ProcessorKind.CUDA and p0.kind is ProcessorKind.CPU and p0.threads is None and p0.cores is None:
+        p0 = dataclasses.replace(p0, threads=max(1, len(_usable_cores()) - 1))
+    return p0, p1
+
+
 def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "auto",  # noqa: A001
             timeout_s: float = 60.0, cuda_graph: bool = True) -> Session:
     """Prepare ``plan`` for running on ``processors`` (CPU first). ``sync``: "flags"
@@ -466,4 +474,4 @@ def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], s
     return Session(graph, plan, processors, sync, timeout_s, cuda_graph)
 
 
-__all__ = ["Session", "compile", "SYNC_MODES"]
+__all__ = ["Session", "compile", "SYNC_MODES", "pair_defaults"]

@@ -1,0 +1,218 @@
+"""A model profile: the model's own nodes measured on the machine, whole and at a grid of
+shares on each processor, and the two processors' real exchanges; the measured source
+of a :class:`codl.plan.cost.CostModel`.
+
+Each node runs on each processor (in the session's settings: types, layouts, threads, SM
+limit) on inputs from a reference run: whole, then for every dimension it splits on, the
+partial kernel a session runs for a share of that dimension (split points aligned as the
+session aligns them), timed back to back (:func:`codl.bench.run.time_back_to_back`: on
+CUDA one captured graph replayed, the device's time). Exchanges: between a CPU and a
+CUDA GPU, the session's own channel at 64 KB-16 MB each way
+(:func:`codl.bench.exchange.measure_exchange`) and the CPU's copy into pinned memory;
+between CPU groups, the hand-off of a posted piece between two threads and a copy.
+
+Profiles are cached under the codl cache, keyed by the graph's structure, the
+processors' settings and the machine's fingerprint; a second call loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..bench.run import time_back_to_back
+from ..fingerprint import fingerprint
+from ..ir.graph import Graph
+from ..ir.regions import full_box, relative
+from ..ops import family
+from ..plan.cost import CostModel, CostModelError, Link, NodeCost
+from ..plan.random import split_dims
+from ..plan.types import Placement, Plan
+from ..processors import Processor, ProcessorKind
+from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
+from ..runtime.schedule import own_box
+from ..settings import cache_dir
+
+SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)
+SOURCE = "measured (model profile)"
+
+
+def profile_key(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...]) -> str:
+    """A digest of what the profile depends on."""
+    fp = {k: v for k, v in fingerprint().items() if k != "torch_threads"}
+    text = json.dumps([graph.to_json(), [p.describe() for p in processors], list(shares), fp], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def profile_path(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...] = SHARES,
+                 root: Path | None = None) -> Path:
+    return (root or cache_dir() / "model-profiles") / f"{graph.name}-{profile_key(graph, processors, shares)}.json"
+
+
+def load_or_profile(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...] = SHARES,
+                    root: Path | None = None, progress: bool = True, refresh: bool = False, **kw) -> CostModel:
+    """The cached profile of ``graph`` on ``processors``, measured and saved first if absent."""
+    path = profile_path(graph, processors, shares, root)
+    if path.exists() and not refresh:
+        try:
+            cost = CostModel.from_json(json.loads(path.read_text()))
+            cost.check(graph)
+            return cost
+        except (OSError, ValueError, CostModelError) as e:
+            if progress:
+                print(f"codl: ignoring unreadable model profile {path} ({e}); measuring again", flush=True)
+    cost = profile_model(graph, processors, shares, progress=progress, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cost.to_json()))
+    tmp.replace(path)
+    return cost
+
+
+def _median_ms(fn: Callable[[], object], proc: Processor, repeats: int, warmup: int) -> float:
+    with proc.work_context():
+        return statistics.median(time_back_to_back(fn, proc, repeats, warmup)[0])
+
+
+def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...] = SHARES,
+                  repeats: int = 5, warmup: int = 2, progress: bool = True,
+                  inputs: list[torch.Tensor] | None = None) -> CostModel:
+    """Measure every node of ``graph`` on both processors, whole and at ``shares``."""
+    from ..runtime.session import pair_defaults
+
+    processors = pair_defaults(processors)
+    torch.set_grad_enabled(False)
+    threads_before = torch.get_num_threads()
+    inputs = inputs if inputs is not None else random_inputs(graph)
+    values = ReferenceRunner(graph, Processor.parse("cpu")).run_all(*inputs)
+    steps = sum(1 + len(shares) * len(split_dims(graph, n.name)) for n in graph.nodes) * 2
+    bar = _bar(steps, f"profiling {graph.name}", progress)
+    nodes: dict[str, NodeCost] = {}
+    try:
+        per_proc: list[dict[str, tuple[float, dict]]] = []
+        for q, proc in enumerate(processors):
+            proc.activate()
+            got: dict[str, tuple[float, dict]] = {}
+            for node in graph.nodes:
+                got[node.name] = _node(graph, node, proc, q, values, shares, repeats, warmup, bar)
+            per_proc.append(got)
+        for node in graph.nodes:
+            (w0, s0), (w1, s1) = per_proc[0][node.name], per_proc[1][node.name]
+            # a dimension no share of which is partial (8 channels on an 8-channel grid) is left out
+            nodes[node.name] = NodeCost((w0, w1), {d: (sorted(s0[d]), sorted(s1[d])) for d in s0 if s0[d] and s1[d]})
+        links = measure_links(processors)
+    finally:
+        torch.set_num_threads(threads_before)
+        bar.close()
+    itemsize = processors[0].dtype.itemsize
+    return CostModel(graph.name, nodes, links, SOURCE, [p.describe() for p in processors], itemsize)
+
+
+def _node(graph: Graph, node, proc: Processor, q: int, values: dict, shares: tuple[float, ...],
+          repeats: int, warmup: int, bar) -> tuple[float, dict]:
+    fam, out = family(node.op), graph.spec(node.outputs[0])
+    ins = [graph.spec(i) for i in node.inputs]
+    whole_inputs = [torch.from_numpy(graph.constants[i].copy()) if graph.is_constant(i) else values[i]
+                    for i in node.inputs]
+    args = [to_processor(t, proc) for t in whole_inputs]
+    kernel = fam.kernel(node)
+    whole = _median_ms(lambda: kernel(*args), proc, repeats, warmup)
+    bar.update(1)
+    points: dict = {}
+    for dim in split_dims(graph, node.name):
+        points[dim] = []
+        axis = fam.split_axes(node, ins, out)[dim]
+        for share in shares:
+            bar.update(1)
+            rho = share if q == 1 else 1.0 - share
+            box = own_box(graph, node, Plan(graph.name, {node.name: Placement(dim, rho)}), q)
+            if box is None or box == full_box(out.shape):
+                continue
+            frac = (box[axis][1] - box[axis][0]) / out.shape[axis]
+            if any(abs(frac - f) < 1e-9 for f, _ in points[dim]):
+                continue
+            sliced = [to_processor(t[relative(b, full_box(t.shape))].contiguous(), proc)
+                      for t, b in zip(whole_inputs, fam.input_boxes(node, ins, out, box))]
+            part = fam.partial_kernel(node, ins, out, box)
+            points[dim].append((frac, _median_ms(lambda: part(*sliced), proc, repeats, warmup)))
+    return whole, points
+
+
+def measure_links(processors: tuple[Processor, Processor], rounds: int = 10) -> tuple[Link, Link]:
+    """The two directions of exchange between ``processors``, measured."""
+    p0, p1 = processors
+    copy_ms_per_mb = _cpu_copy_ms_per_mb(p0, pinned=p1.kind is ProcessorKind.CUDA)
+    if p1.kind is ProcessorKind.CUDA:
+        from ..bench.exchange import measure_exchange
+
+        conversion = ("none" if p0.dtype == p1.dtype and p0.channels_last == p1.channels_last else
+                      "dtype" if p0.channels_last == p1.channels_last else "dtype+layout")
+        rows = measure_exchange(rounds, p1.sm_limit, sizes=(64 << 10, 1 << 20, 4 << 20, 16 << 20),
+                                conversions=(conversion,), device=p1.index, progress=False)
+        pts = {w: [(r["bytes"], r["latency_ms"]["median_ms"]) for r in rows if r["default"] and r["what"] == w]
+               for w in ("cpu->gpu", "gpu->cpu")}
+        return Link.fit(pts["cpu->gpu"], copy_ms_per_mb), Link.fit(pts["gpu->cpu"])
+    handoff = _handoff_ms(rounds * 20)
+    return Link(handoff, copy_ms_per_mb), Link(handoff, copy_ms_per_mb)
+
+
+def _cpu_copy_ms_per_mb(cpu: Processor, pinned: bool, nbytes: int = 4 << 20) -> float:
+    cpu.activate()
+    src = torch.empty(nbytes, dtype=torch.uint8)
+    dst = torch.empty(nbytes, dtype=torch.uint8, pin_memory=pinned and torch.cuda.is_available())
+    samples = []
+    for _ in range(12):
+        t = time.perf_counter()
+        dst.copy_(src)
+        samples.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(samples[2:]) / (nbytes / 1e6)
+
+
+def _handoff_ms(rounds: int) -> float:
+    """Half a round trip of two threads posting to each other through a CallState."""
+    from ..runtime.call import CallState
+
+    state = CallState(2 * rounds, 10.0, ("a", "b"))
+
+    def echo() -> None:
+        for i in range(rounds):
+            state.wait_posted(2 * i, 0, "ping")
+            state.post(2 * i + 1)
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    samples = []
+    for i in range(rounds):
+        start = time.perf_counter()
+        state.post(2 * i)
+        state.wait_posted(2 * i + 1, 1, "pong")
+        samples.append((time.perf_counter() - start) * 1e3 / 2)
+    t.join()
+    return statistics.median(samples)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, what: str, progress: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a machine without it (pip install tqdm): no bar
+        return _NoBar()
+    if not progress:
+        return _NoBar()
+
+    return tqdm(total=total, desc=f"codl: {what}", unit="op", leave=False)
