@@ -258,6 +258,32 @@ def _check(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tens
     return {"against": against, **errors, "tolerance": tol, "ok": errors["rel_l2_error"] <= tol}
 
 
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from .bench.model import bench_model, format_results
+    from .plan import STRATEGIES
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise CodlError(f"--strategies: unknown {unknown} (supported: {', '.join(STRATEGIES)})")
+    if args.iters < 1 or args.warmup < 0:
+        raise CodlError("-n must be >= 1 and --warmup >= 0")
+    pair = _pair(args)
+    graph, _, inputs, label = load_model(args)
+    res = bench_model(graph, pair, inputs, strategies, args.iters, args.warmup)
+    print(f"model        {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
+    print(f"processors   {' + '.join(_describe(p) for p in res['processors'])}")
+    print(format_results(res))
+    _write_json(args.json, {**artifact_header("bench"), "model_label": label, **res})
+    return 0
+
+
+def _describe(p: dict[str, Any]) -> str:
+    extra = f", {p['threads']} threads" if "threads" in p else f", {p.get('name', '')}"
+    extra += f", {p['sm_limit']} of {p['sms']} SMs" if p.get("sm_limit") else ""
+    return f"{p['device']} ({p['dtype']}{', channels-last' if p['channels_last'] else ''}{extra})"
+
+
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from .bench.overhead import HEADER, format_row, measure
 
@@ -611,7 +637,26 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--models", help="directory for the model files (default: beside the profile)")
     fi.set_defaults(fn=cmd_predictor_fit)
 
-    b = sub.add_parser("bench", help="benchmarks of the executor").add_subparsers(dest="bench", required=True)
+    b = sub.add_parser("bench", help="codl bench MODEL: every strategy measured against the best single processor; "
+                                     "codl bench overhead|exchange: the executor").add_subparsers(dest="bench", required=True)
+    bm = b.add_parser("model", help="(codl bench MODEL) plan with each strategy and time them interleaved")
+    bm.add_argument("model", help="built-in model name or path to an .onnx file")
+    bm.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size of a built-in model")
+    bm.add_argument("--width", type=float, default=1.0, help="channel multiplier of a built-in model")
+    bm.add_argument("--input-shape", action="append", metavar="NAME=1x3xHxW",
+                    help="static shape for an ONNX input with symbolic dimensions")
+    bm.add_argument("-d", "--device", default="cpu,cuda" if torch.cuda.is_available() else "cpu,cpu",
+                    help="the two processors, CPU first: cpu,cuda or cpu,cpu (two core groups)")
+    bm.add_argument("--threads", type=int, help="CPU threads beside a GPU (default: all cores but one)")
+    bm.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs")
+    bm.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last")
+    bm.add_argument("--strategies", default="layer-switch,mulayer,codl",
+                    help="comma-separated, of: cpu, gpu, layer-switch, mulayer, codl, oracle "
+                         "(the two single processors are always timed)")
+    bm.add_argument("-n", "--iters", type=int, default=30, help="timed rounds (each times every plan once)")
+    bm.add_argument("--warmup", type=int, default=5, help="untimed calls of each plan first")
+    bm.add_argument("--json", help="also write the results to this JSON file")
+    bm.set_defaults(fn=cmd_bench_model)
     o = b.add_parser("overhead", help="session vs reference with every node on one processor")
     o.add_argument("--models", default=",".join(zoo.MODELS))
     o.add_argument("--devices", default="cpu", help="comma-separated: cpu, cuda, cuda@N (N SMs)")
@@ -632,6 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] == "bench" and argv[1] not in ("overhead", "exchange", "model") \
+            and not argv[1].startswith("-"):
+        argv.insert(1, "model")  # codl bench MODEL
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

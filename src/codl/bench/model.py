@@ -1,0 +1,141 @@
+"""``codl bench MODEL``: does co-execution help this model on this machine, by how much,
+and why. Every strategy's plan is made (from the cached model profile, measured first
+when absent), compiled into a session, and timed with the others call by call,
+interleaved, so a drift of the machine reaches them all alike. Each row gives measured
+latency statistics, the speedup over the best single processor with its spread (the
+10th-90th percentile of the per-round ratios), the planner's predicted latency and its
+error, and the placement.
+
+The ideal bound is the sum over nodes of ``t0 * t1 / (t0 + t1)`` (each node split at the
+ratio that balances its measured whole times, with free sharing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ir.graph import DType, Graph
+from ..plan import PlanResult, plan_graph
+from ..plan.cost import CostModel
+from ..plan.simulate import format_summary, placement_summary
+from ..processors import Processor
+from ..profile.model import load_or_profile
+from ..runtime.session import compile, pair_defaults
+from .run import LatencyStats
+
+SINGLES = ("cpu", "gpu")
+
+
+def ideal_ms(graph: Graph, cost: CostModel) -> float:
+    total = 0.0
+    for node in graph.nodes:
+        t0, t1 = cost.node(node.name).whole
+        total += t0 * t1 / (t0 + t1) if t0 + t1 > 0 else 0.0
+    return total
+
+
+def fp32(processors: tuple[Processor, Processor]) -> tuple[Processor, Processor]:
+    return tuple(dataclasses.replace(p, dtype=DType.FLOAT32) for p in processors)  # type: ignore[return-value]
+
+
+def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
+                strategies: list[str], iters: int = 50, warmup: int = 5, progress: bool = True) -> dict[str, Any]:
+    """Plans, sessions and interleaved timings of ``strategies`` (the two single
+    processors always included); returns the results the CLI prints."""
+    processors = pair_defaults(processors)
+    say = (lambda text: print(f"codl: {text}", file=sys.stderr, flush=True)) if progress else (lambda text: None)
+    names = list(dict.fromkeys([*SINGLES, *strategies]))
+    cost = load_or_profile(graph, processors, progress=progress, inputs=inputs)
+    results: dict[str, PlanResult] = {}
+    pairs: dict[str, tuple[Processor, Processor]] = {}
+    plan_ms: dict[str, float] = {}
+    for s in names:
+        pair = processors
+        c = cost
+        if s == "mulayer" and any(p.dtype is not DType.FLOAT32 for p in processors):
+            pair = fp32(processors)  # the uLayer-like baseline computes in fp32 on both sides
+            c = load_or_profile(graph, pair, progress=progress, inputs=inputs)
+        say(f"planning {s}")
+        t = time.perf_counter()
+        results[s] = plan_graph(graph, pair, s, cost=c, inputs=inputs, progress=progress)
+        plan_ms[s] = (time.perf_counter() - t) * 1e3
+        pairs[s] = pair
+    sessions = {s: compile(graph, results[s].plan, pairs[s]) for s in names}
+    samples: dict[str, list[float]] = {s: [] for s in names}
+    try:
+        with torch.inference_mode():
+            for s in names:
+                for _ in range(warmup):
+                    sessions[s](*inputs)
+            say(f"timing {iters} rounds of {len(names)} plans, interleaved")
+            for _ in range(iters):
+                for s in names:
+                    t = time.perf_counter()
+                    sessions[s](*inputs)
+                    samples[s].append((time.perf_counter() - t) * 1e3)
+    finally:
+        for session in sessions.values():
+            session.close()
+    med = {s: statistics.median(samples[s]) for s in names}
+    best_single = min(SINGLES, key=lambda s: med[s])
+    rows = []
+    for s in names:
+        ratios = np.array(samples[best_single]) / np.array(samples[s])
+        stats = LatencyStats.of(samples[s])
+        r = results[s]
+        rows.append({"strategy": s, "latency_ms": stats.to_json(), "p99_ms": float(np.percentile(samples[s], 99)),
+                     "speedup": med[best_single] / med[s],
+                     "speedup_p10_p90": [float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],
+                     "predicted_ms": r.predicted.total_ms, "prediction_error": r.predicted.total_ms / med[s] - 1,
+                     "cost_source": r.plan.meta.get("cost_source"), "note": r.note, "planning_ms": plan_ms[s],
+                     "placement": placement_summary(graph, r.plan, cost.itemsize),
+                     "processors": [p.describe() for p in pairs[s]], "samples_ms": samples[s],
+                     "plan": r.plan.to_json()})
+    ideal = ideal_ms(graph, cost)
+    return {"model": graph.name, "processors": [p.describe() for p in processors], "iters": iters,
+            "warmup": warmup, "best_single": best_single, "best_single_ms": med[best_single],
+            "ideal_ms": ideal, "ideal_speedup": med[best_single] / ideal if ideal > 0 else None,
+            "ideal_source": cost.source, "rows": rows}
+
+
+def format_results(res: dict[str, Any]) -> str:
+    names = tuple(_name(p) for p in res["processors"])
+    lines = [f"{'strategy':<13} {'median':>8} {'mean':>8} {'min':>8} {'p90':>8} {'p99':>8}  {'speedup':>7} "
+             f"{'(p10-p90)':>11}  {'predicted':>9} {'error':>6}"]
+    for r in res["rows"]:
+        lat = r["latency_ms"]
+        lo, hi = r["speedup_p10_p90"]
+        lines.append(f"{r['strategy']:<13} {lat['median_ms']:8.3f} {lat['mean_ms']:8.3f} {lat['min_ms']:8.3f} "
+                     f"{lat['p90_ms']:8.3f} {r['p99_ms']:8.3f}  {r['speedup']:6.2f}x ({lo:4.2f}-{hi:4.2f})  "
+                     f"{r['predicted_ms']:9.3f} {100 * r['prediction_error']:+5.0f}%")
+        lines.append(f"{'':<13} {format_summary(r['placement'], names)}")
+        if r["note"]:
+            lines.append(f"{'':<13} guard: {r['note']}")
+    lines.append("latencies in ms, measured (host input, outputs on the host); predicted from the "
+                 f"{res['rows'][0]['cost_source']}")
+    best = max(res["rows"], key=lambda r: r["speedup"])
+    ideal = res["ideal_speedup"]
+    lines.append(f"ideal bound  {res['ideal_ms']:.3f} ms ({ideal:.2f}x over {res['best_single']} alone; every node "
+                 f"split at its balancing ratio, sharing free)")
+    if best["strategy"] in SINGLES or best["speedup"] < 1.0:
+        verdict = (f"co-execution does not help here: the best plan is {res['best_single']} alone "
+                   f"({res['best_single_ms']:.3f} ms)")
+    else:
+        verdict = (f"co-execution helps: {best['strategy']} runs {best['speedup']:.2f}x faster than "
+                   f"{res['best_single']} alone ({best['latency_ms']['median_ms']:.3f} vs {res['best_single_ms']:.3f} ms), "
+                   f"{(best['speedup'] - 1) / (ideal - 1) * 100 if ideal and ideal > 1 else 0:.0f}% of the ideal gain")
+    lines.append(f"verdict      {verdict}")
+    return "\n".join(lines)
+
+
+def _name(p: dict) -> str:
+    extra = f", {p['threads']} threads" if "threads" in p else ""
+    extra += f", {p['sm_limit']} SMs" if p.get("sm_limit") else ""
+    return f"{p['device']} ({p['dtype']}{extra})"
