@@ -193,10 +193,10 @@ def _pair(args: argparse.Namespace) -> tuple[Processor, Processor]:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .runtime.session import compile
+    from .runtime.session import compile, pair_defaults
 
     plan = _read_plan(args.plan)
-    pair = _pair(args)
+    pair = pair_defaults(_pair(args))
     graph, _, inputs, label = load_model(args)
     _log(f"compiling the plan for {pair[0].label} + {pair[1].label}")
     with compile(graph, plan, pair) as session:
@@ -209,8 +209,34 @@ def cmd_trace(args: argparse.Namespace) -> int:
     print(f"{'track':<52} {'busy ms':>8} {'copying':>8} {'waiting':>8} {'span':>8}")
     for track, row in trace.summary().items():
         print(f"{track:<52} {row['busy_ms']:>8.2f} {row['copying_ms']:>8.2f} {row['waiting_ms']:>8.2f} {row['span_ms']:>8.2f}")
+    _predicted_vs_traced(graph, plan, pair, trace)
     print(f"trace      {args.out} (open in ui.perfetto.dev or chrome://tracing)")
     return 0
+
+
+def _predicted_vs_traced(graph: Graph, plan: Any, pair: tuple[Processor, Processor], trace: Any) -> None:
+    """Where a cached model profile of these processors exists: each processor's op time
+    predicted against traced, and the ops predicted worst."""
+    from .plan import CostModel, predict_plan
+    from .profile.model import profile_path
+
+    path = profile_path(graph, pair)
+    if not path.exists():
+        return
+    cost = CostModel.from_json(json.loads(path.read_text()))
+    pred = predict_plan(graph, plan, cost)
+    got: dict[tuple[str, int], float] = {}
+    for e in trace.events:
+        if e.kind == "run":
+            got[(e.name, trace.tracks.index(e.track))] = got.get((e.name, trace.tracks.index(e.track)), 0.0) + (
+                e.end_ms - e.start_ms)
+    print(f"predicted  call {pred.total_ms:.2f} ms; ops on processor 0 {pred.busy_ms[0]:.2f} ms "
+          f"(traced {sum(v for (n, q), v in got.items() if q == 0):.2f}), processor 1 {pred.busy_ms[1]:.2f} ms "
+          f"(traced {sum(v for (n, q), v in got.items() if q == 1):.2f}); from {path.name}")
+    rows = [(got.get((n, q), 0.0) - ms[q], n, q, ms[q], got.get((n, q), 0.0)) for n, ms in pred.node_ms.items()
+            for q in (0, 1) if ms[q] > 0]
+    for diff, n, q, p_ms, t_ms in sorted(rows, key=lambda r: -abs(r[0]))[:8]:
+        print(f"  {n:<40} processor {q}: predicted {p_ms:7.3f} ms, traced {t_ms:7.3f} ms ({diff:+.3f})")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
