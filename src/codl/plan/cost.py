@@ -106,6 +106,12 @@ class CostModel:
     source: str  # "measured (model profile)", "predicted (...)", "synthetic"
     processors: list[dict[str, Any]] = field(default_factory=list)
     itemsize: int = 4  # bytes per element crossing (the CPU side's compute type)
+    # ms per MB of a copy on each processor: an input assembled from its own and a
+    # received piece is copied into one buffer before the op runs
+    copy_ms_per_mb: tuple[float, float] = (0.0, 0.0)
+
+    def assemble_ms(self, proc: int, nbytes: float) -> float:
+        return self.copy_ms_per_mb[proc] * nbytes / 1e6
 
     def node(self, name: str) -> NodeCost:
         try:
@@ -147,6 +153,7 @@ class CostModel:
 
         return {**artifact_header("cost-model"), "schema_version": COST_SCHEMA_VERSION, "graph": self.graph,
                 "source": self.source, "processors": self.processors, "itemsize": self.itemsize,
+                "copy_ms_per_mb": list(self.copy_ms_per_mb),
                 "links": [link.to_json() for link in self.links],
                 "nodes": {k: {"whole": list(v.whole),
                               "shares": {d.value: [[list(p) for p in pts] for pts in v.shares[d]] for d in v.shares}}
@@ -171,7 +178,10 @@ class CostModel:
                           for x in d["links"])
             if len(links) != 2:
                 raise ValueError("need two links")
+            copy = tuple(float(x) for x in d.get("copy_ms_per_mb", (0.0, 0.0)))
+            if len(copy) != 2 or not all(0.0 <= x < float("inf") for x in copy):
+                raise ValueError(f"copy_ms_per_mb {copy} is not two finite non-negative numbers")
         except (KeyError, ValueError, TypeError, IndexError) as e:
             raise CostModelError(f"malformed cost model: {e}") from None
         return CostModel(d["graph"], nodes, links, d.get("source", "unknown"), d.get("processors", []),  # type: ignore[arg-type]
-                         int(d.get("itemsize", 4)))
+                         int(d.get("itemsize", 4)), copy)  # type: ignore[arg-type]

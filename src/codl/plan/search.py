@@ -185,6 +185,9 @@ class Problem:
             missing = (need_vol[None, :] - inter) * self.cost.itemsize
             link = self.cost.links[1 - q]
             ms = np.where(missing > 0, link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing / 1e6, 0.0)
+            # an input partly held and partly received is assembled into one buffer first
+            ms += np.where((missing > 0) & (inter > 0), self.cost.copy_ms_per_mb[q] * need_vol[None, :] * self.cost.itemsize / 1e6,
+                           0.0)
             out = np.maximum(out, ms)
         return out
 
@@ -195,13 +198,16 @@ class Problem:
             n = need[q]
             if is_empty(n):
                 continue
-            missing = math.prod(e - s for s, e in n)
+            need_vol = missing = math.prod(e - s for s, e in n)
             h = held[q]
             if not is_empty(h):
                 missing -= math.prod(max(0, min(e1, e2) - max(s1, s2)) for (s1, e1), (s2, e2) in zip(h, n))
             if missing > 0:
                 link = self.cost.links[1 - q]
-                worst = max(worst, link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing * self.cost.itemsize / 1e6)
+                ms = link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing * self.cost.itemsize / 1e6
+                if missing < need_vol:
+                    ms += self.cost.assemble_ms(q, need_vol * self.cost.itemsize)
+                worst = max(worst, ms)
         return worst
 
     def total(self, choice: dict[str, int]) -> float:

@@ -77,6 +77,8 @@ def predict_plan(graph: Graph, plan: Plan, cost: CostModel) -> Prediction:
                     p = plan.placements[step.node.name]
                     share = share_of(graph, plan, step.node.name, step.box)
                     t = cost.op_ms(step.node.name, proc, p.dim if p.is_split else None, share)
+                    t += sum(cost.assemble_ms(proc, math.prod(box_shape(src.box)) * cost.itemsize)
+                             for src in step.inputs if len(src.pieces) > 1)
                     clock[proc] += t
                     busy[proc] += t
                     node_ms.setdefault(step.node.name, [0.0, 0.0])[proc] += t

@@ -41,13 +41,15 @@ from ..runtime.schedule import own_box
 from ..settings import cache_dir
 
 SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)
+PROFILE_VERSION = 2  # part of the cache key: bump when what a profile holds changes
 SOURCE = "measured (model profile)"
 
 
 def profile_key(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...]) -> str:
     """A digest of what the profile depends on."""
     fp = {k: v for k, v in fingerprint().items() if k != "torch_threads"}
-    text = json.dumps([graph.to_json(), [p.describe() for p in processors], list(shares), fp], sort_keys=True,
+    text = json.dumps([PROFILE_VERSION, graph.to_json(), [p.describe() for p in processors], list(shares), fp],
+                      sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -109,11 +111,12 @@ def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares:
             # a dimension no share of which is partial (8 channels on an 8-channel grid) is left out
             nodes[node.name] = NodeCost((w0, w1), {d: (sorted(s0[d]), sorted(s1[d])) for d in s0 if s0[d] and s1[d]})
         links = measure_links(processors)
+        copy = (_copy_ms_per_mb(processors[0]), _copy_ms_per_mb(processors[1]))
     finally:
         torch.set_num_threads(threads_before)
         bar.close()
     itemsize = processors[0].dtype.itemsize
-    return CostModel(graph.name, nodes, links, SOURCE, [p.describe() for p in processors], itemsize)
+    return CostModel(graph.name, nodes, links, SOURCE, [p.describe() for p in processors], itemsize, copy)
 
 
 def _node(graph: Graph, node, proc: Processor, q: int, values: dict, shares: tuple[float, ...],
@@ -174,6 +177,14 @@ def _cpu_copy_ms_per_mb(cpu: Processor, pinned: bool, nbytes: int = 4 << 20) -> 
         dst.copy_(src)
         samples.append((time.perf_counter() - t) * 1e3)
     return statistics.median(samples[2:]) / (nbytes / 1e6)
+
+
+def _copy_ms_per_mb(proc: Processor, nbytes: int = 16 << 20) -> float:
+    """A copy of 16 MB in the processor's type on the processor (how inputs are assembled)."""
+    proc.activate()
+    src = torch.empty(nbytes // 2, dtype=torch.float16, device=proc.device)
+    dst = torch.empty_like(src)
+    return _median_ms(lambda: dst.copy_(src), proc, 5, 2) / (nbytes / 1e6)
 
 
 def _handoff_ms(rounds: int) -> float:
