@@ -36,12 +36,13 @@ from ..plan.cost import CostModel, CostModelError, Link, NodeCost
 from ..plan.random import split_dims
 from ..plan.types import Placement, Plan
 from ..processors import Processor, ProcessorKind
+from ..processors.base import cpu_cache_bytes
 from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
 from ..runtime.schedule import own_box
 from ..settings import cache_dir
 
 SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)
-PROFILE_VERSION = 2  # part of the cache key: bump when what a profile holds changes
+PROFILE_VERSION = 3  # part of the cache key: bump when what a profile holds changes
 SOURCE = "measured (model profile)"
 
 
@@ -80,8 +81,35 @@ def load_or_profile(graph: Graph, processors: tuple[Processor, Processor], share
 
 
 def _median_ms(fn: Callable[[], object], proc: Processor, repeats: int, warmup: int) -> float:
+    """On a GPU: back to back (its time for the op's kernels). On a CPU: one call at a time
+    after the caches are flushed, since in a session an op's input arrives from memory
+    (another op or the other processor wrote it) while back-to-back calls find input and
+    output in the cache: on the H200 machine's CPU the decoder ops of FST ran 2-5x slower
+    in sessions than back to back (docs/results/planners.md)."""
     with proc.work_context():
-        return statistics.median(time_back_to_back(fn, proc, repeats, warmup)[0])
+        if proc.kind is not ProcessorKind.CPU:
+            return statistics.median(time_back_to_back(fn, proc, repeats, warmup)[0])
+        with torch.inference_mode():
+            for _ in range(max(1, warmup)):
+                fn()
+            samples = []
+            for _ in range(max(1, min(repeats, 3))):  # cold calls vary little; a flush costs ~10 ms
+                _flush_caches()
+                t = time.perf_counter()
+                fn()
+                samples.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(samples)
+
+
+_FLUSH: list[torch.Tensor] = []
+
+
+def _flush_caches() -> None:
+    """Write a buffer of twice the L3 (32-256 MB) so the next call starts cold."""
+    if not _FLUSH:
+        l3 = cpu_cache_bytes().get("l3_bytes", 32 << 20)
+        _FLUSH.append(torch.zeros(min(256 << 20, max(32 << 20, 2 * l3)) // 4, dtype=torch.float32))
+    _FLUSH[0].add_(1.0)
 
 
 def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...] = SHARES,
