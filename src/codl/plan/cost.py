@@ -29,6 +29,9 @@ from ..ir.graph import Graph
 from ..ir.regions import Dim
 
 COST_SCHEMA_VERSION = 1
+# The shares a model profile measures and the planners consider: a partial op's time
+# jumps between shapes (a library picks another kernel), so planners use measured points
+GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
 class CostModelError(CodlError):

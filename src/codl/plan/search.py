@@ -37,15 +37,15 @@ from ..ir.graph import Graph, Node, OpKind
 from ..ir.regions import Box, Dim, full_box, hull, is_empty, split_point, with_axis
 from ..ops import family
 from ..runtime.schedule import _input_boxes, split_alignment
-from .cost import CostModel
+from .cost import GRID, CostModel
 from .random import split_dims
 from .simulate import Prediction, predict_plan
 from .types import Placement, Plan, verify_plan
 
 STRATEGIES = ("cpu", "gpu", "layer-switch", "mulayer", "codl", "oracle")
-SHARES = tuple(round(0.1 * i, 1) for i in range(1, 10))
+SHARES = GRID
 MAX_CHAIN = 6
-CHAIN_DELTAS = (-0.1, -0.05, 0.0, 0.05, 0.1)
+CHAIN_DELTAS = (-0.1, 0.0, 0.1)  # on the measured grid
 HEAVY = {OpKind.CONV, OpKind.CONV_TRANSPOSE, OpKind.LINEAR, OpKind.MATMUL}
 
 
@@ -516,18 +516,16 @@ def make_plan(graph: Graph, cost: CostModel, strategy: str = "codl", guarded: bo
     return result
 
 
-ORACLE_SHARES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 def oracle_plan(graph: Graph, cost: CostModel, measure: Callable[[Plan], float],
                 progress: Callable[[str], None] | None = None) -> PlanResult:
     """The measured reference (seed 000's grid search, made affordable): the dynamic
-    programming of ``codl`` over every node's measured costs at shares 0.05-0.95 (the
-    finer the model profile, the closer this is to an exhaustive per-op search), its
-    chain search, then the fastest *measured* (``measure``: ms of a plan) among that
-    plan, the other strategies' plans, that plan with every share moved by +-0.05 and
-    +-0.1, and each processor alone."""
-    problem = Problem(graph, cost, candidates(graph, cost, split=True, shares=ORACLE_SHARES))
+    programming of ``codl`` over every node's measured costs at each dimension and share
+    of the grid, its chain search, then the fastest *measured* (``measure``: ms of a
+    plan) among that plan, the other strategies' plans, that plan with every share moved
+    by +-0.05 and +-0.1, and each processor alone."""
+    problem = Problem(graph, cost, candidates(graph, cost, split=True))
     choice = problem.solve()
     fine = chain_search(problem, choice)
     plans: dict[str, Plan] = {"oracle-dp": fine}

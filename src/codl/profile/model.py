@@ -32,7 +32,7 @@ from ..fingerprint import fingerprint
 from ..ir.graph import Graph
 from ..ir.regions import full_box, relative
 from ..ops import family
-from ..plan.cost import CostModel, CostModelError, Link, NodeCost
+from ..plan.cost import GRID, CostModel, CostModelError, Link, NodeCost
 from ..plan.random import split_dims
 from ..plan.types import Placement, Plan
 from ..processors import Processor, ProcessorKind
@@ -41,7 +41,7 @@ from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
 from ..runtime.schedule import own_box
 from ..settings import cache_dir
 
-SHARES = (0.1, 0.25, 0.5, 0.75, 0.9)
+SHARES = GRID
 PROFILE_VERSION = 3  # part of the cache key: bump when what a profile holds changes
 SOURCE = "measured (model profile)"
 
