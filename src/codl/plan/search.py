@@ -466,7 +466,8 @@ def guard(graph: Graph, plan: Plan, cost: CostModel, strategy: str,
     source = "predicted"
     mine, theirs = pred.total_ms, single_ms[best]
     if measure is not None:
-        mine, theirs, source = measure(plan), measure(singles[best]), "measured"
+        got = measure_all({"plan": plan, "single": singles[best]}, measure)
+        mine, theirs, source = got["plan"], got["single"], "measured"
     if mine > theirs:
         name = ("processor 0", "processor 1")[best]
         note = (f"{strategy} plan {source} {mine:.3f} ms, slower than {name} alone ({theirs:.3f} ms) "
@@ -537,11 +538,9 @@ def oracle_plan(graph: Graph, cost: CostModel, measure: Callable[[Plan], float],
         plans[f"oracle-dp{d:+.2f}"] = shifted
     for p in (0, 1):
         plans[("cpu", "gpu")[p]] = Plan.uniform(graph, Placement(Dim.OC, float(p)))
-    measured: dict[str, float] = {}
-    for key, plan in plans.items():
-        if progress:
-            progress(f"oracle: measuring {key}")
-        measured[key] = measure(plan)
+    if progress:
+        progress(f"oracle: measuring {len(plans)} plans, interleaved")
+    measured = measure_all(plans, measure)
     best = min(measured, key=measured.get)
     singles = tuple(predict_plan(graph, plans[k], cost).total_ms for k in ("cpu", "gpu"))
     result = PlanResult(plans[best], "oracle", predict_plan(graph, plans[best], cost), singles,  # type: ignore[arg-type]
@@ -550,26 +549,47 @@ def oracle_plan(graph: Graph, cost: CostModel, measure: Callable[[Plan], float],
     return result
 
 
+def measure_all(plans: dict[str, Plan], measure: Callable) -> dict[str, float]:
+    """ms of each plan; interleaved when ``measure`` can take them together."""
+    many = getattr(measure, "many", None)
+    return many(plans) if many is not None else {k: measure(p) for k, p in plans.items()}
+
+
 def session_timer(graph: Graph, processors: tuple, inputs: list, calls: int = 10,
                   warmup: int = 3) -> Callable[[Plan], float]:
     """``measure`` for :func:`guard` and :func:`oracle_plan`: the median ms of ``calls``
-    session calls of a plan on ``processors`` (host input, outputs back on the host)."""
+    session calls of a plan on ``processors`` (host input, outputs back on the host).
+    Its ``many(plans)`` times several plans call by call in shuffled rounds, so a drift
+    of the machine reaches them all alike."""
+    import random
     import statistics
     import time
 
     from ..runtime.session import compile
 
-    def measure(plan: Plan) -> float:
-        with compile(graph, plan, processors) as session:
-            for _ in range(warmup):
-                session(*inputs)
-            samples = []
+    def many(plans: dict[str, Plan]) -> dict[str, float]:
+        sessions = {k: compile(graph, p, processors) for k, p in plans.items()}
+        samples: dict[str, list[float]] = {k: [] for k in plans}
+        try:
+            for s in sessions.values():
+                for _ in range(warmup):
+                    s(*inputs)
+            order, rng = list(sessions), random.Random(0)
             for _ in range(calls):
-                t = time.perf_counter()
-                session(*inputs)
-                samples.append((time.perf_counter() - t) * 1e3)
-        return statistics.median(samples)
+                rng.shuffle(order)
+                for k in order:
+                    t = time.perf_counter()
+                    sessions[k](*inputs)
+                    samples[k].append((time.perf_counter() - t) * 1e3)
+        finally:
+            for s in sessions.values():
+                s.close()
+        return {k: statistics.median(v) for k, v in samples.items()}
 
+    def measure(plan: Plan) -> float:
+        return many({"plan": plan})["plan"]
+
+    measure.many = many  # type: ignore[attr-defined]
     return measure
 
 
