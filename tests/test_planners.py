@@ -284,3 +284,16 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
     assert "OK" in text and "measured/predicted" in text
     assert main(["run", "yolov2", "--input-size", "32", "32", "--plan", str(out), "-n", "1"]) == 2
     assert "is a plan for 'vgg16'" in capsys.readouterr().err
+
+    # the main job, on the same (cached) profile
+    report = tmp_path / "bench.json"
+    assert main(["bench", *args, "--strategies", "layer-switch,codl", "-n", "3", "--warmup", "1",
+                 "--json", str(report)]) == 0
+    text = capsys.readouterr().out
+    for row in ("cpu", "gpu", "whole-cpu", "layer-switch", "codl", "ideal bound", "verdict"):
+        assert f"\n{row} " in text or text.startswith(f"{row} ") or f"{row}  " in text, row
+    res = json.loads(report.read_text())
+    assert {r["strategy"] for r in res["rows"]} == {"cpu", "gpu", "whole-cpu", "layer-switch", "codl"}
+    assert all(len(r["samples_ms"]) == 3 and r["latency_ms"]["median_ms"] > 0 for r in res["rows"])
+    assert main(["bench", *args, "--strategies", "fastest"]) == 2
+    assert "unknown ['fastest']" in capsys.readouterr().err

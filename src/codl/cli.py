@@ -253,7 +253,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     summary = placement_summary(graph, plan)
     print(f"model      {label}")
     print(f"processors {names[0]} + {names[1]}")
-    print(f"strategy   {args.strategy}; costs {plan.meta['cost_source']}")
+    print(f"strategy   {args.strategy}; costs {plan.meta['cost_source']}; planned in {plan.meta['planning_ms']:.0f} ms")
     print(f"placement  {format_summary(summary, names)}")
     print(f"predicted  plan {result.predicted.total_ms:.3f} ms; {names[0]} alone {result.single_ms[0]:.3f} ms, "
           f"{names[1]} alone {result.single_ms[1]:.3f} ms")

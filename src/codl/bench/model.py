@@ -13,6 +13,7 @@ ratio that balances its measured whole times, with free sharing).
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 import sys
@@ -23,15 +24,17 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Graph
-from ..plan import PlanResult, plan_graph
+from ..ir.regions import Dim
+from ..plan import Placement, Plan, PlanResult, Prediction, plan_graph
 from ..plan.cost import CostModel
 from ..plan.simulate import format_summary, placement_summary
-from ..processors import Processor
+from ..processors import Processor, ProcessorKind
 from ..profile.model import load_or_profile
 from ..runtime.session import compile, pair_defaults
 from .run import LatencyStats
 
 SINGLES = ("cpu", "gpu")
+WHOLE_CPU = "whole-cpu"  # with two CPU groups: every core in one group, not predicted
 
 
 def ideal_ms(graph: Graph, cost: CostModel) -> float:
@@ -67,10 +70,21 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             pair = fp32(processors)  # the uLayer-like baseline computes in fp32 on both sides
             c = load_or_profile(graph, pair, progress=progress, inputs=inputs)
         say(f"planning {s}")
-        t = time.perf_counter()
         results[s] = plan_graph(graph, pair, s, cost=c, inputs=inputs, progress=progress, measure=measure_guard)
-        plan_ms[s] = (time.perf_counter() - t) * 1e3
+        plan_ms[s] = results[s].extra["planning_ms"]
         pairs[s] = pair
+    singles = list(SINGLES)
+    if all(p.kind is ProcessorKind.CPU for p in processors):
+        # two CPU groups: the baseline a user has is the whole CPU, not one group
+        p0, p1 = processors
+        threads = (p0.threads or torch.get_num_threads()) + (p1.threads or torch.get_num_threads())
+        whole = (dataclasses.replace(p0, threads=threads, cores=None), p1)
+        plan = Plan.uniform(graph, Placement(Dim.OC, 0.0))
+        results[WHOLE_CPU] = PlanResult(plan, WHOLE_CPU, Prediction(math.nan, (math.nan, 0.0), (math.nan, 0.0), 0, 0),
+                                        (math.nan, math.nan))
+        pairs[WHOLE_CPU], plan_ms[WHOLE_CPU] = whole, 0.0
+        names.insert(2, WHOLE_CPU)
+        singles.append(WHOLE_CPU)
     sessions = {s: compile(graph, results[s].plan, pairs[s]) for s in names}
     samples: dict[str, list[float]] = {s: [] for s in names}
     try:
@@ -91,7 +105,7 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         for session in sessions.values():
             session.close()
     med = {s: statistics.median(samples[s]) for s in names}
-    best_single = min(SINGLES, key=lambda s: med[s])
+    best_single = min(singles, key=lambda s: med[s])
     rows = []
     for s in names:
         ratios = np.array(samples[best_single]) / np.array(samples[s])
@@ -100,7 +114,8 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         rows.append({"strategy": s, "latency_ms": stats.to_json(), "p99_ms": float(np.percentile(samples[s], 99)),
                      "speedup": med[best_single] / med[s],
                      "speedup_p10_p90": [float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],
-                     "predicted_ms": r.predicted.total_ms, "prediction_error": r.predicted.total_ms / med[s] - 1,
+                     "predicted_ms": _or_none(r.predicted.total_ms),
+                     "prediction_error": _or_none(r.predicted.total_ms / med[s] - 1),
                      "cost_source": r.plan.meta.get("cost_source"), "note": r.note, "planning_ms": plan_ms[s],
                      "placement": placement_summary(graph, r.plan, cost.itemsize),
                      "processors": [p.describe() for p in pairs[s]], "samples_ms": samples[s],
@@ -113,16 +128,16 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
 
 
 def format_results(res: dict[str, Any]) -> str:
-    names = tuple(_name(p) for p in res["processors"])
     lines = [f"{'strategy':<13} {'median':>8} {'mean':>8} {'min':>8} {'p90':>8} {'p99':>8}  {'speedup':>7} "
              f"{'(p10-p90)':>11}  {'predicted':>9} {'error':>6}"]
     for r in res["rows"]:
         lat = r["latency_ms"]
         lo, hi = r["speedup_p10_p90"]
+        pred = (f"{r['predicted_ms']:9.3f} {100 * r['prediction_error']:+5.0f}%" if r["predicted_ms"] is not None
+                else f"{'-':>9} {'-':>6}")
         lines.append(f"{r['strategy']:<13} {lat['median_ms']:8.3f} {lat['mean_ms']:8.3f} {lat['min_ms']:8.3f} "
-                     f"{lat['p90_ms']:8.3f} {r['p99_ms']:8.3f}  {r['speedup']:6.2f}x ({lo:4.2f}-{hi:4.2f})  "
-                     f"{r['predicted_ms']:9.3f} {100 * r['prediction_error']:+5.0f}%")
-        lines.append(f"{'':<13} {format_summary(r['placement'], names)}")
+                     f"{lat['p90_ms']:8.3f} {r['p99_ms']:8.3f}  {r['speedup']:6.2f}x ({lo:4.2f}-{hi:4.2f})  {pred}")
+        lines.append(f"{'':<13} {format_summary(r['placement'], tuple(_name(p) for p in r['processors']))}")
         if r["note"]:
             lines.append(f"{'':<13} guard: {r['note']}")
     lines.append("latencies in ms, measured (host input, outputs on the host); predicted from the "
@@ -144,6 +159,10 @@ def format_results(res: dict[str, Any]) -> str:
                    f"{gain:.0f}% of the ideal gain")
     lines.append(f"verdict      {verdict}")
     return "\n".join(lines)
+
+
+def _or_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def _uses_both(placement: dict) -> bool:

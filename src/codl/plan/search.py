@@ -72,9 +72,12 @@ def _stacked(boxes: list[Box | None], rank: int) -> tuple[np.ndarray, np.ndarray
 class Problem:
     """Candidates, node costs and edge cost matrices of the additive model."""
 
-    def __init__(self, graph: Graph, cost: CostModel, cands: dict[str, list[Placement]]) -> None:
+    def __init__(self, graph: Graph, cost: CostModel, cands: dict[str, list[Placement]],
+                 keep: int | None = None) -> None:
+        """``keep``: per node and split dimension, only the ``keep`` shares whose own
+        cost is lowest stay candidates (fewer candidates, a faster search)."""
         cost.check(graph)
-        self.graph, self.cost, self.cands = graph, cost, cands
+        self.graph, self.cost, self.cands = graph, cost, dict(cands)
         self._owns: dict[tuple[str, Placement], tuple[Box | None, Box | None]] = {}
         self._needs: dict[tuple[str, Box], list[Box]] = {}
         self._axes: dict[tuple[str, Dim], tuple[int, int]] = {}
@@ -86,26 +89,31 @@ class Problem:
         self.held: dict[str, list[tuple[Box | None, Box | None]]] = {}
         self.node_cost: dict[str, np.ndarray] = {}
         for node in graph.nodes:
-            boxes = [self._own(node, p) for p in cands[node.name]]
-            self.node_cost[node.name] = np.array([self._node_ms(node, p, b) for p, b in zip(cands[node.name], boxes)])
+            boxes = [self._own(node, p) for p in self.cands[node.name]]
+            costs = [self._node_ms(node, p, b) for p, b in zip(self.cands[node.name], boxes)]
+            if keep is not None:
+                kept = _best_per_dim(self.cands[node.name], costs, keep)
+                self.cands[node.name] = [self.cands[node.name][k] for k in kept]
+                boxes, costs = [boxes[k] for k in kept], [costs[k] for k in kept]
+            self.node_cost[node.name] = np.array(costs)
             for out in node.outputs:
                 if len(node.outputs) == 1:
                     self.held[out] = boxes
                 else:
                     full = full_box(graph.spec(out).shape)
                     self.held[out] = [(full if p.processor == 0 else None, full if p.processor == 1 else None)
-                                      for p in cands[node.name]]
+                                      for p in self.cands[node.name]]
         # edges: (producer, consumer or None for the host, matrix [Kp, Kc])
         self.edges: list[tuple[str, str | None, np.ndarray]] = []
         for node in graph.nodes:
             needs: dict[str, list[tuple[Box | None, Box | None]]] = {}
-            for k, p in enumerate(cands[node.name]):
+            for k, p in enumerate(self.cands[node.name]):
                 own = self._own(node, p)
                 per_proc = [self.input_boxes(node, own[q]) for q in (0, 1)]
                 for j, name in enumerate(node.inputs):
                     if name in consts_inputs:
                         continue
-                    slot = needs.setdefault(name, [(None, None)] * len(cands[node.name]))
+                    slot = needs.setdefault(name, [(None, None)] * len(self.cands[node.name]))
                     slot[k] = (hull(slot[k][0], per_proc[0][j]), hull(slot[k][1], per_proc[1][j]))
             for name, need in needs.items():
                 u = producers[name].name
@@ -279,6 +287,18 @@ class Problem:
 
     def plan(self, choice: dict[str, int]) -> Plan:
         return Plan(self.graph.name, {n: self.cands[n][choice[n]] for n in self.order})
+
+
+def _best_per_dim(cands: list[Placement], costs: list[float], keep: int) -> list[int]:
+    """Indices of the whole placements and of the ``keep`` cheapest shares of each dimension."""
+    out = [k for k, p in enumerate(cands) if not p.is_split]
+    for dim in {p.dim for p in cands if p.is_split}:
+        split = sorted((costs[k], k) for k, p in enumerate(cands) if p.is_split and p.dim is dim)
+        out += [k for _, k in split[:keep]]
+    return sorted(out)
+
+
+KEEP = 5  # shares per node and dimension the codl search keeps (the cheapest by the node's own cost)
 
 
 def _whole() -> list[Placement]:
@@ -503,7 +523,7 @@ def make_plan(graph: Graph, cost: CostModel, strategy: str = "codl", guarded: bo
         choice = {n: 0 for n in problem.order}
         plan, additive = problem.plan(choice), problem.total(choice)
     elif strategy == "codl":
-        problem = Problem(graph, cost, candidates(graph, cost, split=True))
+        problem = Problem(graph, cost, candidates(graph, cost, split=True), keep=KEEP)
         choice = problem.solve()
         plan, additive = chain_search(problem, choice), problem.total(choice)
         if plan.chains and predict_plan(graph, plan, cost).total_ms > predict_plan(graph, problem.plan(choice), cost).total_ms:
@@ -601,6 +621,7 @@ def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: Co
     for the oracle), and the plan's ``meta`` (strategy, cost source, predicted ms,
     processors) filled in."""
     import sys
+    import time
 
     from ..profile.model import load_or_profile
     from ..runtime.reference import random_inputs
@@ -615,13 +636,19 @@ def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: Co
     timer = None
     if measure or strategy == "oracle":
         timer = session_timer(graph, processors, inputs if inputs is not None else random_inputs(graph))
+    t = time.perf_counter()
     if strategy == "oracle":
         result = oracle_plan(graph, cost, timer, say)  # type: ignore[arg-type]
+        planning_ms = (time.perf_counter() - t) * 1e3
     else:
-        result = make_plan(graph, cost, strategy, measure=timer)
+        unguarded = make_plan(graph, cost, strategy, guarded=False)
+        planning_ms = (time.perf_counter() - t) * 1e3
+        result = guard(graph, unguarded.plan, cost, strategy, timer)
+        result.additive_ms = unguarded.additive_ms
+    result.extra["planning_ms"] = planning_ms  # the search alone (the oracle: with its measurements)
     result.plan.meta = {"strategy": strategy, "cost_source": cost.source,
                         "predicted_ms": result.predicted.total_ms,
-                        "predicted_single_ms": list(result.single_ms),
+                        "predicted_single_ms": list(result.single_ms), "planning_ms": planning_ms,
                         "processors": [p.describe() for p in processors],
                         **({"note": result.note} if result.note else {}),
                         **({"measured_ms": result.extra["measured_ms"]} if "measured_ms" in result.extra else {})}
