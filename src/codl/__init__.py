@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from .runtime.session import Session
 
 
-def compile(model: Any, plan: "Plan", processors: "tuple[Processor, Processor]", sync: str = "events",  # noqa: A001
+def compile(model: Any, plan: "Plan", processors: "tuple[Processor, Processor]", sync: str = "auto",  # noqa: A001
             example: Any = None) -> "Session":
     """Prepare ``plan`` for co-execution. ``model`` is a :class:`~codl.ir.Graph`, a path
     to an ``.onnx`` file, or a ``torch.nn.Module`` (then ``example`` gives the input it is
-    traced with). ``processors`` is (CPU side, other side); ``sync`` "events" or "flags"."""
+    traced with). ``processors`` is (CPU side, other side); ``sync`` "auto" (flags and a
+    CUDA graph where they work), "events" or "flags"."""
     import os
 
     import torch
