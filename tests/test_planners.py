@@ -32,6 +32,7 @@ from codl.plan import (
     verify_plan,
 )
 from codl.plan.search import Problem, candidates, chain_search
+from codl.plan.simulate import predict_single
 from codl.processors import Processor
 from codl.profile.model import load_or_profile, profile_path
 from codl.runtime import ReferenceRunner
@@ -249,6 +250,10 @@ def test_every_strategy_plans_and_runs_correctly_on_every_model(name: str, zoo_g
             plans = [result.plan, make_plan(graph, cost, strategy, guarded=False).plan]  # also the unguarded one
         if strategy not in ("cpu", "gpu"):
             assert result.predicted.total_ms <= min(result.single_ms) + 1e-9
+        else:  # the closed form the guard uses is the simulation of the single-processor plan
+            proc = int(strategy == "gpu")
+            assert predict_single(graph, cost, proc).total_ms == pytest.approx(
+                predict_plan(graph, result.plan, cost).total_ms, rel=1e-9)
         for plan in plans:
             verify_plan(plan, graph)
             with compile(graph, plan, PAIR) as session:

@@ -36,10 +36,10 @@ from ..errors import CodlError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.regions import Box, Dim, full_box, hull, is_empty, split_point, with_axis
 from ..ops import family
-from ..runtime.schedule import _input_boxes, split_alignment
+from ..runtime.schedule import split_alignment
 from .cost import GRID, CostModel
 from .random import split_dims
-from .simulate import Prediction, predict_plan
+from .simulate import Prediction, predict_plan, predict_single
 from .types import Placement, Plan, verify_plan
 
 STRATEGIES = ("cpu", "gpu", "layer-switch", "mulayer", "codl", "oracle")
@@ -78,9 +78,11 @@ class Problem:
         cost is lowest stay candidates (fewer candidates, a faster search)."""
         cost.check(graph)
         self.graph, self.cost, self.cands = graph, cost, dict(cands)
-        self._owns: dict[tuple[str, Placement], tuple[Box | None, Box | None]] = {}
+        self._owns: dict[tuple[str, str, float], tuple[Box | None, Box | None]] = {}
+        self._fulls: dict[str, Box] = {}
+        self._sigs: dict[str, tuple] = {}  # node -> family, input specs, output spec, boxes
         self._needs: dict[tuple[str, Box], list[Box]] = {}
-        self._axes: dict[tuple[str, Dim], tuple[int, int]] = {}
+        self._axes: dict[tuple[str, str], tuple[int, int]] = {}
         self.order = [n.name for n in graph.nodes]
         self.index = {n: i for i, n in enumerate(self.order)}
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
@@ -131,27 +133,27 @@ class Problem:
                 self.in_edges[v].append(e)
 
     def _own(self, node: Node, p: Placement) -> tuple[Box | None, Box | None]:
-        key = (node.name, p)
-        if key not in self._owns:
-            if len(node.outputs) != 1:
-                full = full_box(self.graph.spec(node.outputs[0]).shape)
-                self._owns[key] = (full if p.processor == 0 else None, full if p.processor == 1 else None)
-            elif not p.is_split:
-                full = full_box(self.graph.spec(node.outputs[0]).shape)
-                self._owns[key] = (full if p.processor == 0 else None, full if p.processor == 1 else None)
+        key = (node.name, p.dim.value, p.rho)  # (an enum's hash is slow in Python)
+        own = self._owns.get(key)
+        if own is None:
+            full = self._fulls.get(node.name)
+            if full is None:
+                full = self._fulls[node.name] = full_box(self.graph.spec(node.outputs[0]).shape)
+            if len(node.outputs) != 1 or not 0.0 < p.rho < 1.0:
+                own = (full, None) if p.rho < 1.0 else (None, full)
             else:
                 axis, align = self._axis(node, p.dim)
-                full = full_box(self.graph.spec(node.outputs[0]).shape)
                 size = full[axis][1]
                 point = split_point(size, p.rho, align)
-                self._owns[key] = (with_axis(full, axis, 0, point) if point > 0 else None,
-                                   with_axis(full, axis, point, size) if point < size else None)
-        return self._owns[key]
+                own = (with_axis(full, axis, 0, point) if point > 0 else None,
+                       with_axis(full, axis, point, size) if point < size else None)
+            self._owns[key] = own
+        return own
 
     def _axis(self, node: Node, dim: Dim) -> tuple[int, int]:
         """The output axis ``dim`` means for ``node`` and the step of its split points
         (as :func:`codl.runtime.schedule.own_box` computes them)."""
-        key = (node.name, dim)
+        key = (node.name, dim.value)
         if key not in self._axes:
             ins = [self.graph.spec(i) for i in node.inputs]
             out = self.graph.spec(node.outputs[0])
@@ -162,15 +164,23 @@ class Problem:
 
     def input_boxes(self, node: Node, box: Box | None) -> list[Box | None]:
         """What ``node`` reads of each input to compute ``box`` of its output (memoised)."""
-        if is_empty(box):
+        if box is None:
             return [None] * len(node.inputs)
         key = (node.name, box)
-        if key not in self._needs:
-            self._needs[key] = _input_boxes(self.graph, node, box)
-        return self._needs[key]
+        got = self._needs.get(key)
+        if got is None:
+            sig = self._sigs.get(node.name)
+            if sig is None:
+                ins = [self.graph.spec(i) for i in node.inputs]
+                out = self.graph.spec(node.outputs[0])
+                sig = self._sigs[node.name] = (family(node.op), ins, out, full_box(out.shape),
+                                               [full_box(t.shape) for t in ins])
+            fam, ins, out, full, whole_inputs = sig
+            got = self._needs[key] = whole_inputs if box == full else fam.input_boxes(node, ins, out, box)
+        return got
 
     def _share(self, node: Node, p: Placement, box: Box | None) -> float:
-        if is_empty(box):
+        if box is None:
             return 0.0
         axis = self._axis(node, p.dim)[0]
         return (box[axis][1] - box[axis][0]) / (self.graph.spec(node.outputs[0]).shape[axis])
@@ -478,7 +488,7 @@ def guard(graph: Graph, plan: Plan, cost: CostModel, strategy: str,
     ``measure`` (ms of a plan, measured) the choice is made on measured times."""
     singles = [Plan.uniform(graph, Placement(Dim.OC, float(p))) for p in (0, 1)]
     pred = predict_plan(graph, plan, cost)
-    single_pred = [predict_plan(graph, s, cost) for s in singles]
+    single_pred = [predict_single(graph, cost, p) for p in (0, 1)]
     single_ms = (single_pred[0].total_ms, single_pred[1].total_ms)
     best = int(single_ms[1] < single_ms[0])
     if strategy in ("cpu", "gpu"):

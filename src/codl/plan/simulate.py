@@ -91,6 +91,29 @@ def predict_plan(graph: Graph, plan: Plan, cost: CostModel) -> Prediction:
                       {k: (v[0], v[1]) for k, v in node_ms.items()})
 
 
+def predict_single(graph: Graph, cost: CostModel, proc: int) -> Prediction:
+    """:func:`predict_plan` of every node whole on ``proc``, without building a schedule:
+    the nodes in order, the input first sent over to processor 1, outputs sent back."""
+    if proc == 0:
+        total = sum(cost.op_ms(n.name, 0, None, 1.0) for n in graph.nodes)
+        return Prediction(total, (total, 0.0), (total, 0.0), 0, 0)
+    inputs = {s.name for s in graph.inputs}
+    clock = cost.links[0].ms(sum(s.numel for s in graph.inputs) * cost.itemsize) if any(
+        i in inputs for n in graph.nodes for i in n.inputs) else 0.0
+    busy, arrivals, nbytes, outs = 0.0, [0.0], 0, set(graph.outputs)
+    for node in graph.nodes:
+        t = cost.op_ms(node.name, 1, None, 1.0)
+        clock, busy = clock + t, busy + t
+        for out in node.outputs:
+            if out in outs:
+                b = graph.spec(out).numel * cost.itemsize
+                nbytes += b
+                arrivals.append(clock + cost.links[1].ms(b))
+                clock += cost.links[1].sender_ms(b)
+                busy += cost.links[1].sender_ms(b)
+    return Prediction(max(clock, *arrivals), (0.0, busy), (max(arrivals), clock), len(arrivals) - 1, nbytes)
+
+
 def placement_summary(graph: Graph, plan: Plan, itemsize: int = 4) -> dict:
     """Ops whole on each processor, split ops by dimension, chains, exchanges."""
     sched = build_schedule(graph, plan)
