@@ -107,10 +107,8 @@ def _read_plan(path: str):
         raise CodlError(f"{path}: {e}") from None
 
 
-def _run_plan(args: argparse.Namespace) -> int:
-    """``codl run MODEL --plan plan.json``: the plan on the processors it was made for."""
-    from .runtime.session import compile
-
+def _plan_and_model(args: argparse.Namespace) -> tuple:
+    """The plan file, the processors it names, and the model it is for."""
     plan = _read_plan(args.plan)
     described = plan.meta.get("processors")
     if not described or len(described) != 2:
@@ -120,6 +118,60 @@ def _run_plan(args: argparse.Namespace) -> int:
     graph, module, inputs, label = load_model(args)
     if plan.graph != graph.name:
         raise CodlError(f"{args.plan} is a plan for {plan.graph!r}, not {graph.name!r}")
+    return plan, pair, graph, module, inputs, label
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``codl check MODEL --plan plan.json``: co-executed outputs element by element
+    against the reference."""
+    from .bench import check_elements
+    from .runtime.session import compile
+
+    plan, pair, graph, module, inputs, label = _plan_and_model(args)
+    refs, against = _references(graph, module, inputs, None if module is not None else args.model)
+    with compile(graph, plan, pair) as session:
+        outs = session(*inputs)
+    rtol = args.rtol if args.rtol is not None else max(tolerance(p) for p in pair)
+    scale = max(float(r.abs().max()) for r in refs)
+    atol = args.atol if args.atol is not None else rtol * scale
+    res = check_elements(outs, refs, rtol, atol)
+    w = res["worst"]
+    print(f"model      {label}; plan {args.plan} on {pair[0].label} ({pair[0].dtype.value}) + "
+          f"{pair[1].label} ({pair[1].dtype.value})")
+    print(f"reference  {against}")
+    print(f"check      {'OK' if res['ok'] else 'FAILED'}: {res['failing']} of {res['elements']} elements outside "
+          f"atol {atol:.3g} + rtol {rtol:.3g} x |reference|")
+    print(f"worst      output {w['output']} at {w['index']}: {w['value']:.6g} against {w['reference']:.6g} "
+          f"(|error| {w['abs_error']:.3g})")
+    print(f"passes at  rtol >= {res['smallest_rtol']:.3g} (with atol {atol:.3g}) or atol >= {res['smallest_atol']:.3g} "
+          f"(with rtol {rtol:.3g})")
+    _write_json(args.json, {**artifact_header("check"), "model": label, "plan": args.plan, "against": against, **res})
+    return 0 if res["ok"] else 1
+
+
+def _references(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
+                onnx_path: str | None) -> tuple[list, str]:
+    """Reference outputs: the PyTorch module (built-in models), onnxruntime where
+    installed (ONNX files), else codl's own fp32 CPU run (said so)."""
+    with torch.inference_mode():
+        if module is not None:
+            ref = module(*inputs)
+            return ([ref] if isinstance(ref, torch.Tensor) else list(ref)), "the PyTorch module, fp32 on the CPU"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return list(ReferenceRunner(graph, Processor.parse("cpu"))(*inputs)), (
+            "codl's own fp32 CPU run (install onnxruntime to check against it)")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    return [torch.from_numpy(o) for o in sess.run(None, feeds)], "onnxruntime (CPU)"
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    """``codl run MODEL --plan plan.json``: the plan on the processors it was made for."""
+    from .runtime.session import compile
+
+    plan, pair, graph, module, inputs, label = _plan_and_model(args)
     _log(f"compiling the plan for {pair[0].label} + {pair[1].label}")
     with compile(graph, plan, pair) as session:
         outs = session(*inputs)
@@ -586,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, text in (("inspect", cmd_inspect, "per-op table of a model"),
                            ("run", cmd_run, "run a model on one processor and time it"),
                            ("trace", cmd_trace, "run a plan once, traced, and write a Perfetto trace"),
-                           ("plan", cmd_plan, "plan how to split a model between the CPU and a GPU (or two CPU groups)")):
+                           ("plan", cmd_plan, "plan how to split a model between the CPU and a GPU (or two CPU groups)"),
+                           ("check", cmd_check, "co-executed outputs of a plan against the reference, element by element")):
         s = sub.add_parser(name, help=text)
         s.add_argument("model", help="built-in model name or path to an .onnx file")
         s.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size of a built-in model")
@@ -609,6 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("-o", "--out", default="plan.json", help="plan JSON to write")
             s.add_argument("--measure", action="store_true",
                            help="time the plan and the faster processor alone in sessions; keep the faster")
+        if name == "check":
+            s.add_argument("--plan", required=True, help="plan JSON from codl plan (it names its processors)")
+            s.add_argument("--rtol", type=float, help="relative tolerance (default: by the processors' types: "
+                                                      "fp32 1e-4, fp16 1e-2, bf16 5e-2)")
+            s.add_argument("--atol", type=float, help="absolute tolerance (default: rtol x the largest |reference|)")
         if name in ("trace", "plan"):
             s.add_argument("-d", "--device", default="cpu,cuda" if torch.cuda.is_available() else "cpu,cpu",
                            help="the two processors, CPU first: cpu,cuda or cpu,cpu (two core groups)")

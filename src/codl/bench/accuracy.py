@@ -29,3 +29,32 @@ def compare(outputs: Sequence[torch.Tensor], references: Sequence[torch.Tensor])
     diffs = [(o.detach().float().cpu() - r.float().cpu(), r.float().cpu()) for o, r in zip(outputs, references)]
     return {"rel_l2_error": max(float(d.norm() / r.norm().clamp_min(1e-12)) for d, r in diffs),
             "max_abs_rel_error": max(float(d.abs().max() / r.abs().max().clamp_min(1e-12)) for d, r in diffs)}
+
+
+def check_elements(outputs: Sequence[torch.Tensor], references: Sequence[torch.Tensor], rtol: float,
+                   atol: float) -> dict:
+    """Element-wise ``|y - ref| <= atol + rtol * |ref|`` over every output: whether all
+    pass, the worst element (output, index, value, reference) and the smallest ``rtol``
+    (at this ``atol``) and ``atol`` (at this ``rtol``) with which every element would pass."""
+    if len(outputs) != len(references):
+        raise ValueError(f"{len(outputs)} outputs but {len(references)} references")
+    worst: dict | None = None
+    need_rtol, need_atol, failing, total = 0.0, 0.0, 0, 0
+    for k, (o, r) in enumerate(zip(outputs, references)):
+        o, r = o.detach().float().cpu(), r.detach().float().cpu()
+        if o.shape != r.shape:
+            raise ValueError(f"output {k} has shape {list(o.shape)}, the reference {list(r.shape)}")
+        diff = (o - r).abs()
+        diff = torch.where(torch.isnan(diff), torch.full_like(diff, float("inf")), diff)
+        excess = diff - atol - rtol * r.abs()
+        failing += int((excess > 0).sum())
+        total += o.numel()
+        i = int(torch.argmax(excess))
+        if worst is None or float(excess.flatten()[i]) > worst["excess"]:
+            idx = [int(v) for v in torch.unravel_index(torch.tensor(i), o.shape)]
+            worst = {"output": k, "index": idx, "value": float(o.flatten()[i]), "reference": float(r.flatten()[i]),
+                     "abs_error": float(diff.flatten()[i]), "excess": float(excess.flatten()[i])}
+        need_rtol = max(need_rtol, float(((diff - atol).clamp_min(0) / r.abs().clamp_min(1e-30)).max()))
+        need_atol = max(need_atol, float((diff - rtol * r.abs()).clamp_min(0).max()))
+    return {"ok": failing == 0, "rtol": rtol, "atol": atol, "failing": failing, "elements": total,
+            "worst": worst, "smallest_rtol": need_rtol, "smallest_atol": need_atol}

@@ -1,0 +1,81 @@
+"""The main job's pieces: codl check, element-wise checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from codl import zoo
+from codl.bench import check_elements
+from codl.cli import main
+from codl.frontends import from_torch
+from codl.ir.summary import node_flops
+from codl.plan import CostModel, Link, plan_graph
+from codl.processors import Processor
+from codl.runtime.session import Session
+
+PAIR = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
+ARGS = ["vgg16", "--input-size", "32", "32", "--width", "0.25"]
+
+
+@pytest.fixture(scope="module")
+def plan_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A split plan for the small VGG-16, made from synthetic costs (no profiling)."""
+    module, x = zoo.build("vgg16", (32, 32), width=0.25)
+    graph = from_torch(module, x, name="vgg16")
+    whole = {n.name: (node_flops(graph, n) / 1e8 + 0.001, node_flops(graph, n) / 1e8 + 0.001) for n in graph.nodes}
+    cost = CostModel.synthetic(graph, whole, (Link(0.001, 0.01), Link(0.001, 0.01)))
+    result = plan_graph(graph, PAIR, "codl", cost=cost, progress=False)
+    assert any(p.is_split for p in result.plan.placements.values())
+    path = tmp_path_factory.mktemp("plans") / "vgg16.plan.json"
+    path.write_text(json.dumps(result.plan.to_json()))
+    return str(path)
+
+
+def test_check_elements_finds_the_worst_element_and_the_tolerance_that_passes() -> None:
+    ref = [torch.linspace(-1, 1, 24).reshape(2, 3, 4), torch.ones(5)]
+    out = [t.clone() for t in ref]
+    out[0][1, 2, 3] += 0.5
+    res = check_elements(out, ref, rtol=1e-3, atol=1e-3)
+    assert not res["ok"] and res["failing"] == 1 and res["elements"] == 29
+    assert res["worst"]["output"] == 0 and res["worst"]["index"] == [1, 2, 3]
+    assert res["worst"]["abs_error"] == pytest.approx(0.5)
+    assert check_elements(out, ref, rtol=res["smallest_rtol"] * 1.0001, atol=1e-3)["ok"]
+    assert check_elements(out, ref, rtol=1e-3, atol=res["smallest_atol"] * 1.0001)["ok"]
+    assert check_elements(ref, ref, rtol=0.0, atol=0.0)["ok"]
+    nan = [t.clone() for t in ref]
+    nan[1][0] = float("nan")
+    assert not check_elements(nan, ref, rtol=1.0, atol=1.0)["ok"]
+
+
+def test_check_command_passes_a_good_plan_and_catches_a_corrupted_output(plan_file: str, capsys,  # noqa: ANN001
+                                                                         monkeypatch) -> None:  # noqa: ANN001
+    assert main(["check", *ARGS, "--plan", plan_file]) == 0
+    text = capsys.readouterr().out
+    assert "check      OK: 0 of" in text and "the PyTorch module" in text
+
+    real_call = Session.__call__
+
+    def corrupted(self, *inputs, **kw):  # noqa: ANN001, ANN002, ANN003
+        outs = [t.clone() for t in real_call(self, *inputs, **kw)]
+        outs[0].view(-1)[3] += 100.0
+        return outs
+
+    monkeypatch.setattr(Session, "__call__", corrupted)
+    assert main(["check", *ARGS, "--plan", plan_file]) == 1
+    text = capsys.readouterr().out
+    assert "check      FAILED: 1 of" in text and "at [0, 3]" in text
+
+
+def test_check_refuses_a_plan_without_processors(tmp_path, capsys) -> None:  # noqa: ANN001
+    module, x = zoo.build("vgg16", (32, 32), width=0.25)
+    graph = from_torch(module, x, name="vgg16")
+    from codl.ir.regions import Dim
+    from codl.plan import Placement, Plan
+
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps(Plan.uniform(graph, Placement(Dim.OC, 0.0)).to_json()))
+    assert main(["check", *ARGS, "--plan", str(path)]) == 2
+    assert "does not name its two processors" in capsys.readouterr().err
