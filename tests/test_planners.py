@@ -4,6 +4,7 @@ CPU pair for every built-in model, the measured model profile and the plan comma
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import random
@@ -13,7 +14,9 @@ import torch
 from torch import nn
 
 from codl import zoo
+from codl.bench.model import load_results
 from codl.cli import main
+from codl.errors import CodlError
 from codl.frontends import from_torch
 from codl.ir import Graph
 from codl.ir.regions import Dim
@@ -292,8 +295,9 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
 
     # the main job, on the same (cached) profile
     report = tmp_path / "bench.json"
+    report_dir = tmp_path / "report"
     assert main(["bench", *args, "--strategies", "layer-switch,codl", "-n", "3", "--warmup", "1",
-                 "--json", str(report)]) == 0
+                 "--json", str(report), "--report", str(report_dir)]) == 0
     text = capsys.readouterr().out
     for row in ("cpu", "gpu", "whole-cpu", "layer-switch", "codl", "ideal bound", "verdict"):
         assert f"\n{row} " in text or text.startswith(f"{row} ") or f"{row}  " in text, row
@@ -302,3 +306,20 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
     assert all(len(r["samples_ms"]) == 3 and r["latency_ms"]["median_ms"] > 0 for r in res["rows"])
     assert main(["bench", *args, "--strategies", "fastest"]) == 2
     assert "unknown ['fastest']" in capsys.readouterr().err
+
+    # the report directory: results through their schema, per-op CSV, trace, plots
+    back = load_results(json.loads((report_dir / "results.json").read_text()))
+    assert [r["strategy"] for r in back["rows"]] == [r["strategy"] for r in res["rows"]]
+    assert back["settings"]["strategies"] == "layer-switch,codl" and back["traced"] == "codl"
+    with open(report_dir / "ops.csv", newline="") as f:
+        ops = list(csv.DictReader(f))
+    assert [o["op"] for o in ops] == [n.name for n in from_torch(*zoo.build("vgg16", (32, 32), width=0.25),
+                                                                  name="vgg16").nodes]
+    assert all(float(o["measured_ms_0"]) + float(o["measured_ms_1"]) > 0 for o in ops)
+    trace = json.loads((report_dir / "codl.trace.json").read_text())
+    assert any(e.get("ph") == "X" and e.get("cat") == "run" for e in trace["traceEvents"])
+    for png in ("latency.png", "ops.png", "ratios.png"):
+        assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    broken = dict(back, rows=[dict(back["rows"][0], speedup="fast")])
+    with pytest.raises(CodlError, match=r"rows\[0\].speedup"):
+        load_results(broken)

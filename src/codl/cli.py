@@ -344,15 +344,37 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise CodlError(f"--strategies: unknown {unknown} (supported: {', '.join(STRATEGIES)})")
-    if args.iters < 1 or args.warmup < 0:
-        raise CodlError("-n must be >= 1 and --warmup >= 0")
+    if args.iters < 1 or args.warmup < 0 or (args.seconds is not None and args.seconds <= 0):
+        raise CodlError("-n must be >= 1, --warmup >= 0 and -t > 0")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise CodlError(f"--json {args.json}: directory {Path(args.json).resolve().parent} does not exist")
     pair = _pair(args)
     graph, _, inputs, label = load_model(args)
-    res = bench_model(graph, pair, inputs, strategies, args.iters, args.warmup)
+    if args.report:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CodlError("--report needs matplotlib for its plots (pip install matplotlib)") from None
+    traced = next((s for s in ("codl", "oracle", "layer-switch", "mulayer") if s in strategies), None)
+    res = bench_model(graph, pair, inputs, strategies, args.iters, args.warmup, seconds=args.seconds,
+                      traced=traced if args.report else None)
+    trace = res.pop("_trace", None)
+    from . import __version__
+    from .fingerprint import fingerprint
+
+    fp = fingerprint()
+    print(f"codl {__version__}, torch {torch.__version__}; {fp['cpu']} ({fp['cpu_cores']} cores)"
+          + (f", {fp['gpu']} ({fp['gpu_sms']} SMs)" if "gpu" in fp else ""))
     print(f"model        {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
     print(f"processors   {' + '.join(_describe(p) for p in res['processors'])}")
     print(format_results(res))
     _write_json(args.json, {**artifact_header("bench"), "model_label": label, **res})
+    if args.report:
+        from .bench.report import write_report
+
+        settings = {k: v for k, v in vars(args).items() if k != "fn"}
+        for path in write_report({**res, "_trace": trace}, args.report, settings):
+            _log(f"wrote {path}")
     return 0
 
 
@@ -738,8 +760,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated, of: cpu, gpu, layer-switch, mulayer, codl, oracle "
                          "(the two single processors are always timed)")
     bm.add_argument("-n", "--iters", type=int, default=30, help="timed rounds (each times every plan once)")
+    bm.add_argument("-t", "--seconds", type=float, help="time rounds for this long instead of -n (at least 3)")
     bm.add_argument("--warmup", type=int, default=5, help="untimed calls of each plan first")
     bm.add_argument("--json", help="also write the results to this JSON file")
+    bm.add_argument("--report", metavar="DIR", help="write results.json, ops.csv, a Perfetto trace of the codl plan "
+                                                    "and PNG plots into DIR (needs matplotlib)")
     bm.set_defaults(fn=cmd_bench_model)
     o = b.add_parser("overhead", help="session vs reference with every node on one processor")
     o.add_argument("--models", default=",".join(zoo.MODELS))

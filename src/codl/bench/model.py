@@ -33,6 +33,7 @@ from ..profile.model import load_or_profile
 from ..runtime.session import compile, pair_defaults
 from .run import LatencyStats
 
+BENCH_SCHEMA_VERSION = 1
 SINGLES = ("cpu", "gpu")
 WHOLE_CPU = "whole-cpu"  # with two CPU groups: every core in one group, not predicted
 
@@ -51,11 +52,12 @@ def fp32(processors: tuple[Processor, Processor]) -> tuple[Processor, Processor]
 
 def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
                 strategies: list[str], iters: int = 50, warmup: int = 5, progress: bool = True,
-                measure_guard: bool = True) -> dict[str, Any]:
+                measure_guard: bool = True, seconds: float | None = None, traced: str | None = None) -> dict[str, Any]:
     """Plans, sessions and interleaved timings of ``strategies`` (the two single
     processors always included); returns the results the CLI prints. With
     ``measure_guard`` a plan measured slower than the faster processor alone (while
-    planning) is replaced by it."""
+    planning) is replaced by it. With ``seconds``, rounds go on until that much time has
+    passed (at least 3) instead of ``iters``."""
     processors = pair_defaults(processors)
     say = (lambda text: print(f"codl: {text}", file=sys.stderr, flush=True)) if progress else (lambda text: None)
     names = list(dict.fromkeys([*SINGLES, *strategies]))
@@ -95,12 +97,19 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             say(f"timing {iters} rounds of {len(names)} plans, interleaved")
             order = list(names)
             rng = random.Random(0)
-            for _ in range(iters):  # each round in a new order: no plan always follows the same one
+            start, rounds = time.perf_counter(), 0
+            while (rounds < iters if seconds is None else
+                   rounds < 3 or time.perf_counter() - start < seconds):  # each round in a new order
+                rounds += 1
                 rng.shuffle(order)
                 for s in order:
                     t = time.perf_counter()
                     sessions[s](*inputs)
                     samples[s].append((time.perf_counter() - t) * 1e3)
+            trace = None
+            if traced in sessions:  # one traced call of that plan, for the report
+                sessions[traced](*inputs, trace=True)
+                trace = sessions[traced].last_trace
     finally:
         for session in sessions.values():
             session.close()
@@ -121,10 +130,69 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                      "processors": [p.describe() for p in pairs[s]], "samples_ms": samples[s],
                      "plan": r.plan.to_json()})
     ideal = ideal_ms(graph, cost)
-    return {"model": graph.name, "processors": [p.describe() for p in processors], "iters": iters,
+    return {"schema_version": BENCH_SCHEMA_VERSION, "model": graph.name,
+            "processors": [p.describe() for p in processors], "iters": len(samples[names[0]]),
             "warmup": warmup, "best_single": best_single, "best_single_ms": med[best_single],
             "ideal_ms": ideal, "ideal_speedup": med[best_single] / ideal if ideal > 0 else None,
-            "ideal_source": cost.source, "rows": rows}
+            "ideal_source": cost.source, "rows": rows,
+            "warnings": warnings(rows, samples, len(samples[names[0]])),
+            **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
+               if trace is not None else {})}
+
+
+def op_rows(graph: Graph, plan: Plan, cost: CostModel, trace: Any) -> list[dict[str, Any]]:
+    """Per op of ``plan``: placement, predicted ms on each processor (the cost model),
+    measured ms on each processor (one traced call)."""
+    from ..plan import predict_plan
+
+    pred = predict_plan(graph, plan, cost).node_ms
+    got: dict[tuple[str, int], float] = {}
+    for e in trace.events:
+        if e.kind == "run" and e.track in trace.tracks[:2]:
+            key = (e.name, trace.tracks.index(e.track))
+            got[key] = got.get(key, 0.0) + e.end_ms - e.start_ms
+    rows = []
+    for node in graph.nodes:
+        p = plan.placements[node.name]
+        rows.append({"op": node.name, "type": node.op.value,
+                     "placement": "split" if p.is_split else ("processor 1" if p.processor else "processor 0"),
+                     "dim": p.dim.value if p.is_split else "", "ratio": p.rho,
+                     "predicted_ms_0": pred.get(node.name, (0.0, 0.0))[0],
+                     "predicted_ms_1": pred.get(node.name, (0.0, 0.0))[1],
+                     "measured_ms_0": got.get((node.name, 0), 0.0), "measured_ms_1": got.get((node.name, 1), 0.0)})
+    return rows
+
+
+def warnings(rows: list[dict], samples: dict[str, list[float]], rounds: int) -> list[str]:
+    """Where the figures are not to be trusted."""
+    out = []
+    if rounds < 10:
+        out.append(f"only {rounds} rounds: medians and spreads are rough (use -n 20 or more)")
+    for r in rows:
+        lat = samples[r["strategy"]]
+        p10, p90 = np.percentile(lat, 10), np.percentile(lat, 90)
+        if (p90 - p10) > 0.1 * r["latency_ms"]["median_ms"]:
+            out.append(f"{r['strategy']}: latency spread (p10-p90) is {100 * (p90 - p10) / r['latency_ms']['median_ms']:.0f}% "
+                       f"of its median")
+    cpu = samples.get("cpu", [])
+    if len(cpu) >= 6:
+        half = len(cpu) // 2
+        a, b = statistics.median(cpu[:half]), statistics.median(cpu[half:])
+        if abs(a - b) > 0.1 * min(a, b):
+            out.append(f"the CPU's speed drifted: the CPU alone took {a:.3f} ms in the first half of the rounds and "
+                       f"{b:.3f} ms in the second")
+    gov = governor()
+    if gov not in (None, "performance"):
+        out.append(f"CPU frequency governor is {gov!r}, not 'performance': clocks may change under load")
+    return out
+
+
+def governor() -> str | None:
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def format_results(res: dict[str, Any]) -> str:
@@ -158,6 +226,8 @@ def format_results(res: dict[str, Any]) -> str:
                    f"{res['best_single']} alone ({best['latency_ms']['median_ms']:.3f} vs {res['best_single_ms']:.3f} ms), "
                    f"{gain:.0f}% of the ideal gain")
     lines.append(f"verdict      {verdict}")
+    for w in res.get("warnings", []):
+        lines.append(f"warning      {w}")
     return "\n".join(lines)
 
 
@@ -173,3 +243,28 @@ def _name(p: dict) -> str:
     extra = f", {p['threads']} threads" if "threads" in p else ""
     extra += f", {p['sm_limit']} SMs" if p.get("sm_limit") else ""
     return f"{p['device']} ({p['dtype']}{extra})"
+
+
+ROW_KEYS = {"strategy": str, "latency_ms": dict, "speedup": float, "speedup_p10_p90": list, "placement": dict,
+            "processors": list, "samples_ms": list, "plan": dict}
+
+
+def load_results(data: dict[str, Any]) -> dict[str, Any]:
+    """Check a bench results JSON against its schema (version, fields, types) and return it;
+    one-line errors name the field."""
+    from ..errors import CodlError
+
+    if data.get("kind") != "bench" or data.get("schema_version") != BENCH_SCHEMA_VERSION:
+        raise CodlError(f"not codl bench results of schema {BENCH_SCHEMA_VERSION} "
+                        f"(kind={data.get('kind')!r}, schema_version={data.get('schema_version')!r})")
+    for key, kind in {"model": str, "processors": list, "rows": list, "best_single": str, "best_single_ms": float,
+                      "ideal_ms": float, "warnings": list}.items():
+        if not isinstance(data.get(key), kind):
+            raise CodlError(f"bench results: field {key!r} should be {kind.__name__}, got {data.get(key)!r:.60}")
+    for i, row in enumerate(data["rows"]):
+        for key, kind in ROW_KEYS.items():
+            if not isinstance(row.get(key), kind):
+                raise CodlError(f"bench results: rows[{i}].{key} should be {kind.__name__}")
+        if row.get("predicted_ms") is not None and not isinstance(row["predicted_ms"], float):
+            raise CodlError(f"bench results: rows[{i}].predicted_ms should be a number or null")
+    return data
