@@ -79,3 +79,41 @@ def test_check_refuses_a_plan_without_processors(tmp_path, capsys) -> None:  # n
     path.write_text(json.dumps(Plan.uniform(graph, Placement(Dim.OC, 0.0)).to_json()))
     assert main(["check", *ARGS, "--plan", str(path)]) == 2
     assert "does not name its two processors" in capsys.readouterr().err
+
+
+def test_energy_readers_say_why_when_counters_are_absent(tmp_path) -> None:  # noqa: ANN001
+    from codl.bench.energy import Nvml, Rapl, measure_energy
+
+    missing = Rapl(str(tmp_path / "none"))
+    assert missing.why and "no RAPL package counters" in missing.why
+    res = measure_energy(lambda: None, min_calls=3, min_s=0.0, rapl=missing)
+    assert res["cpu_mj_per_call"] is None and "no RAPL" in res["cpu_energy_unavailable"]
+    assert res["gpu_mj_per_call"] is None and res["gpu_energy_unavailable"] == "no GPU in this pair"
+    assert res["calls"] >= 3
+    nvml = Nvml()
+    if nvml.why is not None:  # no nvidia-ml-py or no NVIDIA driver here
+        assert "nvidia-ml-py" in nvml.why or "NVML" in nvml.why
+
+
+def test_rapl_counters_are_read_across_packages_and_wrap_around(tmp_path) -> None:  # noqa: ANN001
+    from codl.bench.energy import Rapl, measure_energy
+
+    for pkg, start in ((0, 999_000), (1, 5_000)):
+        z = tmp_path / f"intel-rapl:{pkg}"
+        z.mkdir()
+        (z / "energy_uj").write_text(str(start))
+        (z / "max_energy_range_uj").write_text("1000000")
+    (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-zone (core), not counted
+    rapl = Rapl(str(tmp_path))
+    assert rapl.why is None and len(rapl.zones) == 2
+
+    def spend() -> None:  # package 0 wraps past its range, package 1 counts up
+        (tmp_path / "intel-rapl:0" / "energy_uj").write_text("1000")
+        (tmp_path / "intel-rapl:1" / "energy_uj").write_text("7000")
+
+    res = measure_energy(spend, min_calls=2, min_s=0.0, rapl=rapl)
+    # 0: 999000 -> 1000 across a range of 1000000 = 2001 uJ; 1: 2000 uJ; over 2 calls
+    assert res["cpu_mj_per_call"] == pytest.approx((2001 + 2000) / 1e3 / 2)
+    unreadable = tmp_path / "locked"
+    (unreadable / "intel-rapl:0").mkdir(parents=True)
+    assert "not readable" in Rapl(str(unreadable)).why

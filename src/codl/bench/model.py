@@ -31,6 +31,7 @@ from ..plan.simulate import format_summary, placement_summary
 from ..processors import Processor, ProcessorKind
 from ..profile.model import load_or_profile
 from ..runtime.session import compile, pair_defaults
+from .energy import peak_host_mb
 from .run import LatencyStats
 
 BENCH_SCHEMA_VERSION = 1
@@ -52,7 +53,8 @@ def fp32(processors: tuple[Processor, Processor]) -> tuple[Processor, Processor]
 
 def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
                 strategies: list[str], iters: int = 50, warmup: int = 5, progress: bool = True,
-                measure_guard: bool = True, seconds: float | None = None, traced: str | None = None) -> dict[str, Any]:
+                measure_guard: bool = True, seconds: float | None = None, traced: str | None = None,
+                measure_power: bool = True) -> dict[str, Any]:
     """Plans, sessions and interleaved timings of ``strategies`` (the two single
     processors always included); returns the results the CLI prints. With
     ``measure_guard`` a plan measured slower than the faster processor alone (while
@@ -106,6 +108,20 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                     t = time.perf_counter()
                     sessions[s](*inputs)
                     samples[s].append((time.perf_counter() - t) * 1e3)
+            energy = {}
+            if measure_power:
+                from .energy import Nvml, Rapl, measure_energy
+
+                gpu = processors[1].kind is ProcessorKind.CUDA
+                rapl, nvml = Rapl(), (Nvml(processors[1].index) if gpu else None)
+                if gpu or rapl.why is None:
+                    say("energy and memory per inference")
+                for s in names:  # without a GPU or RAPL there is nothing to read: no extra calls
+                    energy[s] = (measure_energy(lambda s=s: sessions[s](*inputs), gpu=gpu,
+                                                gpu_index=processors[1].index, rapl=rapl, nvml=nvml)
+                                 if gpu or rapl.why is None else
+                                 {"cpu_mj_per_call": None, "cpu_energy_unavailable": rapl.why, "gpu_mj_per_call": None,
+                                  "gpu_energy_unavailable": "no GPU in this pair", "gpu_peak_mb": None})
             trace = None
             if traced in sessions:  # one traced call of that plan, for the report
                 sessions[traced](*inputs, trace=True)
@@ -128,13 +144,13 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                      "cost_source": r.plan.meta.get("cost_source"), "note": r.note, "planning_ms": plan_ms[s],
                      "placement": placement_summary(graph, r.plan, cost.itemsize),
                      "processors": [p.describe() for p in pairs[s]], "samples_ms": samples[s],
-                     "plan": r.plan.to_json()})
+                     "plan": r.plan.to_json(), **({"energy": energy[s]} if s in energy else {})})
     ideal = ideal_ms(graph, cost)
     return {"schema_version": BENCH_SCHEMA_VERSION, "model": graph.name,
             "processors": [p.describe() for p in processors], "iters": len(samples[names[0]]),
             "warmup": warmup, "best_single": best_single, "best_single_ms": med[best_single],
             "ideal_ms": ideal, "ideal_speedup": med[best_single] / ideal if ideal > 0 else None,
-            "ideal_source": cost.source, "rows": rows,
+            "ideal_source": cost.source, "rows": rows, "peak_host_mb": peak_host_mb(),
             "warnings": warnings(rows, samples, len(samples[names[0]])),
             **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
                if trace is not None else {})}
@@ -208,6 +224,14 @@ def format_results(res: dict[str, Any]) -> str:
         lines.append(f"{'':<13} {format_summary(r['placement'], tuple(_name(p) for p in r['processors']))}")
         if r["note"]:
             lines.append(f"{'':<13} guard: {r['note']}")
+        e = r.get("energy")
+        if e:
+            parts = [f"CPU {e['cpu_mj_per_call']:.1f} mJ" if e["cpu_mj_per_call"] is not None else None,
+                     f"GPU {e['gpu_mj_per_call']:.1f} mJ" if e["gpu_mj_per_call"] is not None else None,
+                     f"GPU peak {e['gpu_peak_mb']:.0f} MB" if e.get("gpu_peak_mb") is not None else None]
+            parts = [p for p in parts if p]
+            if parts:
+                lines.append(f"{'':<13} per inference: {', '.join(parts)}")
     lines.append("latencies in ms, measured (host input, outputs on the host); predicted from the "
                  f"{res['rows'][0]['cost_source']}")
     ideal = res["ideal_speedup"]
@@ -226,6 +250,13 @@ def format_results(res: dict[str, Any]) -> str:
                    f"{res['best_single']} alone ({best['latency_ms']['median_ms']:.3f} vs {res['best_single_ms']:.3f} ms), "
                    f"{gain:.0f}% of the ideal gain")
     lines.append(f"verdict      {verdict}")
+    e = next((r["energy"] for r in res["rows"] if r.get("energy")), None)
+    if e:
+        missing = [f"{k.split('_')[0].upper()} energy unavailable: {e[k]}" for k in ("cpu_energy_unavailable",
+                                                                                  "gpu_energy_unavailable") if k in e]
+        for m in missing:
+            lines.append(f"energy       {m}")
+    lines.append(f"memory       peak host resident set {res.get('peak_host_mb', 0):.0f} MB (the whole run)")
     for w in res.get("warnings", []):
         lines.append(f"warning      {w}")
     return "\n".join(lines)
