@@ -65,3 +65,12 @@ def test_model_size_arguments_are_checked() -> None:
         zoo.build("alexnet")
     with pytest.raises(CodlError, match="multiples of 32"):
         zoo.build("yolov2", (100, 100))
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_listed_figures_are_the_imported_graphs(name: str) -> None:
+    """`codl models` prints these without building anything; they must stay true."""
+    from codl.ir import total_flops
+
+    g = zoo.graph(name)
+    assert zoo.spec(name).figures == (len(g.nodes), g.num_parameters, total_flops(g))

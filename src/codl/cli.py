@@ -66,10 +66,9 @@ def load_model(args: argparse.Namespace) -> tuple[Graph, torch.nn.Module | None,
 def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name, spec in zoo.MODELS.items():
-        _log(f"measuring {name}")
-        g = zoo.graph(name)
-        rows.append({"model": name, "input": f"{spec.input_size[0]}x{spec.input_size[1]}", "ops": len(g.nodes),
-                     "params_m": g.num_parameters / 1e6, "gflops": total_flops(g) / 1e9,
+        ops, params, flops = spec.figures
+        rows.append({"model": name, "input": f"{spec.input_size[0]}x{spec.input_size[1]}", "ops": ops,
+                     "params_m": params / 1e6, "gflops": flops / 1e9,
                      "codl_paper": spec.paper, "description": spec.description})
     print(f"{'model':<12} {'input':>8} {'ops':>5} {'params(M)':>10} {'GFLOPs':>8}  description")
     for r in rows:
@@ -785,12 +784,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Help that shows an option's default where it has a value its text does not give."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every parser and subparser lists its options' defaults in --help."""
+    parser.formatter_class = _Defaults
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _show_defaults(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "bench" and argv[1] not in ("overhead", "exchange", "model") \
             and not argv[1].startswith("-"):
         argv.insert(1, "model")  # codl bench MODEL
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _show_defaults(parser)
+    args = parser.parse_args(argv)
     try:
         return int(args.fn(args))
     except CodlError as e:

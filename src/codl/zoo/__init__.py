@@ -33,17 +33,28 @@ class ModelSpec:
     description: str
     paper: bool  # one of CoDL's five evaluation models
     multiple: int = 32  # input sides must be multiples of this
+    # (ops, parameters, FLOPs) of the imported graph at the published size and width 1,
+    # so that listing the models builds none (tests/test_zoo.py checks them)
+    figures: tuple[int, int, int] = (0, 0, 0)
 
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec("vgg16", (224, 224), lambda w, hw: VGG16(w, image=hw[0]), "VGG-16 classifier", True),
-    ModelSpec("yolov2", (416, 416), lambda w, hw: YOLOv2(w), "YOLOv2: Darknet-19 + detection head", True),
-    ModelSpec("posenet", (256, 256), lambda w, hw: PoseNet(w), "hand-pose network (Zimmermann & Brox)", True, 8),
-    ModelSpec("fst", (480, 640), lambda w, hw: FastStyleTransfer(w), "Fast Style Transfer (Johnson et al.)", True, 4),
-    ModelSpec("retinaface", (640, 640), lambda w, hw: RetinaFace(w), "RetinaFace, ResNet-50 + FPN + SSH", True),
-    ModelSpec("resnet50", (224, 224), lambda w, hw: ResNet50(w), "ResNet-50 classifier", False),
-    ModelSpec("mobilenetv2", (224, 224), lambda w, hw: MobileNetV2(w), "MobileNetV2 classifier", False),
-    ModelSpec("vit", (224, 224), lambda w, hw: ViT(w, image=hw[0]), "ViT-B/16-style encoder, 12 layers", False, 16),
+    ModelSpec("vgg16", (224, 224), lambda w, hw: VGG16(w, image=hw[0]), "VGG-16 classifier", True,
+              figures=(37, 138357544, 30960205824)),
+    ModelSpec("yolov2", (416, 416), lambda w, hw: YOLOv2(w), "YOLOv2: Darknet-19 + detection head", True,
+              figures=(54, 50645053, 29387201792)),
+    ModelSpec("posenet", (256, 256), lambda w, hw: PoseNet(w), "hand-pose network (Zimmermann & Brox)", True, 8,
+              figures=(64, 17518847, 60353019904)),
+    ModelSpec("fst", (480, 640), lambda w, hw: FastStyleTransfer(w), "Fast Style Transfer (Johnson et al.)", True, 4,
+              figures=(65, 1679235, 95028940800)),
+    ModelSpec("retinaface", (640, 640), lambda w, hw: RetinaFace(w), "RetinaFace, ResNet-50 + FPN + SSH", True,
+              figures=(190, 27264608, 88679065600)),
+    ModelSpec("resnet50", (224, 224), lambda w, hw: ResNet50(w), "ResNet-50 classifier", False,
+              figures=(122, 25530472, 8195403264)),
+    ModelSpec("mobilenetv2", (224, 224), lambda w, hw: MobileNetV2(w), "MobileNetV2 classifier", False,
+              figures=(100, 3487816, 607933440)),
+    ModelSpec("vit", (224, 224), lambda w, hw: ViT(w, image=hw[0]), "ViT-B/16-style encoder, 12 layers", False, 16,
+              figures=(260, 86567668, 35202491232)),
 )}
 
 
