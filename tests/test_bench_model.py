@@ -117,3 +117,25 @@ def test_rapl_counters_are_read_across_packages_and_wrap_around(tmp_path) -> Non
     unreadable = tmp_path / "locked"
     (unreadable / "intel-rapl:0").mkdir(parents=True)
     assert "not readable" in Rapl(str(unreadable)).why
+
+
+def test_python_api_plans_automatically_and_benchmarks(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import codl
+    from test_planners import Chain
+
+    monkeypatch.setenv("CODL_CACHE_DIR", str(tmp_path))
+    module = Chain().eval()
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        expected = module(x)
+    with codl.compile(module, example=x, processors=PAIR) as session:  # plan="auto": profiles once
+        got = session(x)[0]
+        assert session.plan.meta["strategy"] == "codl" and session.plan.meta["cost_source"].startswith("measured")
+    assert float((got - expected).abs().max() / expected.abs().max()) < 1e-4
+    res = codl.benchmark(module, processors=PAIR, example=x, strategies=("codl",), iters=3, warmup=1,
+                         progress=False)
+    assert [r["strategy"] for r in res["rows"]] == ["cpu", "gpu", "whole-cpu", "codl"]
+    text = codl.format_benchmark(res)
+    assert "verdict" in text and "ideal bound" in text
+    with pytest.raises(codl.errors.CodlError, match="give a Plan or 'auto'"):
+        codl.compile(module, plan="fast", example=x, processors=PAIR)

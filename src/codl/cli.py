@@ -25,7 +25,7 @@ from .errors import CodlError
 from .fingerprint import artifact_header
 from .frontends import load_onnx
 from .ir import DType, Graph, op_rows, total_flops
-from .processors import Processor, typed_processor
+from .processors import Processor
 from .runtime import ReferenceRunner, random_inputs
 
 DTYPES = {"fp32": DType.FLOAT32, "fp16": DType.FLOAT16, "bf16": DType.BFLOAT16}
@@ -234,13 +234,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _pair(args: argparse.Namespace) -> tuple[Processor, Processor]:
     """The two processors of ``-d cpu,cuda`` / ``-d cpu,cpu`` (two groups of half the
     cores each); with ``--native`` the CPU in bf16 and a GPU in fp16, channels-last."""
-    names = args.device.split(",")
-    if len(names) != 2 or names[0] != "cpu":
-        raise CodlError(f"-d {args.device!r}: give two processors, the CPU first (cpu,cuda or cpu,cpu)")
-    if names[1] == "cpu":
-        half = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 1
-        return typed_processor("cpu", args.native, half), typed_processor("cpu", args.native, half)
-    return typed_processor("cpu", args.native, args.threads), typed_processor(names[1], args.native, sm_limit=args.sm_limit)
+    from .processors.base import default_pair
+
+    return default_pair(args.device, args.native, args.threads, args.sm_limit)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
