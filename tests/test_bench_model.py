@@ -139,3 +139,16 @@ def test_python_api_plans_automatically_and_benchmarks(tmp_path, monkeypatch) ->
     assert "verdict" in text and "ideal bound" in text
     with pytest.raises(codl.errors.CodlError, match="give a Plan or 'auto'"):
         codl.compile(module, plan="fast", example=x, processors=PAIR)
+
+
+def test_profile_budget_keeps_the_heaviest_ops_and_leaves_the_rest_whole() -> None:
+    from codl.profile.model import profile_model
+
+    module, x = zoo.build("vgg16", (32, 32), width=0.25)
+    graph = from_torch(module, x, name="vgg16")
+    cost = profile_model(graph, PAIR, repeats=1, warmup=1, progress=False, inputs=[x], budget_s=0.0)
+    assert "whole only (profile budget)" in cost.source
+    assert all(v.whole[0] > 0 and v.whole[1] > 0 for v in cost.nodes.values())
+    assert sum(bool(v.shares) for v in cost.nodes.values()) <= 1  # at most the first, heaviest node
+    plan = plan_graph(graph, PAIR, "codl", cost=cost, progress=False).plan
+    assert all(not p.is_split or cost.nodes[n].shares for n, p in plan.placements.items())

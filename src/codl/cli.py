@@ -293,7 +293,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     pair = _pair(args)
     graph, _, inputs, label = load_model(args)
     _log(f"planning {label} on {pair[0].label} + {pair[1].label}, strategy {args.strategy}")
-    result = plan_graph(graph, pair, args.strategy, inputs=inputs, measure=args.measure)
+    result = plan_graph(graph, pair, args.strategy, inputs=inputs, measure=args.measure, budget_s=_budget(args),
+                        refresh=args.refresh_profile)
     plan = result.plan
     names = tuple(f"{p['device']} ({p['dtype']}{', ' + str(p['threads']) + ' threads' if 'threads' in p else ''}"
                   f"{', ' + str(p['sm_limit']) + ' SMs' if p.get('sm_limit') else ''})" for p in plan.meta["processors"])
@@ -352,7 +353,7 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
             raise CodlError("--report needs matplotlib for its plots (pip install matplotlib)") from None
     traced = next((s for s in ("codl", "oracle", "layer-switch", "mulayer") if s in strategies), None)
     res = bench_model(graph, pair, inputs, strategies, args.iters, args.warmup, seconds=args.seconds,
-                      traced=traced if args.report else None)
+                      traced=traced if args.report else None, budget_s=_budget(args), refresh=args.refresh_profile)
     trace = res.pop("_trace", None)
     from . import __version__
     from .fingerprint import fingerprint
@@ -371,6 +372,19 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
         for path in write_report({**res, "_trace": trace}, args.report, settings):
             _log(f"wrote {path}")
     return 0
+
+
+def _budget(args: argparse.Namespace) -> float | None:
+    if args.budget is not None and args.budget <= 0:
+        raise CodlError("--budget must be a positive number of minutes")
+    return args.budget * 60 if args.budget is not None else None
+
+
+def profile_budget_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--budget", type=float, metavar="MIN",
+                   help="minutes the first model profile may take per processor pair (heaviest ops first; the rest "
+                        "run whole); default: no limit")
+    q.add_argument("--refresh-profile", action="store_true", help="measure the model profile again, ignoring the cache")
 
 
 def _describe(p: dict[str, Any]) -> str:
@@ -679,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("-o", "--out", default="plan.json", help="plan JSON to write")
             s.add_argument("--measure", action="store_true",
                            help="time the plan and the faster processor alone in sessions; keep the faster")
+            profile_budget_args(s)
         if name == "check":
             s.add_argument("--plan", required=True, help="plan JSON from codl plan (it names its processors)")
             s.add_argument("--rtol", type=float, help="relative tolerance (default: by the processors' types: "
@@ -758,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("-t", "--seconds", type=float, help="time rounds for this long instead of -n (at least 3)")
     bm.add_argument("--warmup", type=int, default=5, help="untimed calls of each plan first")
     bm.add_argument("--json", help="also write the results to this JSON file")
+    profile_budget_args(bm)
     bm.add_argument("--report", metavar="DIR", help="write results.json, ops.csv, a Perfetto trace of the codl plan "
                                                     "and PNG plots into DIR (needs matplotlib)")
     bm.set_defaults(fn=cmd_bench_model)

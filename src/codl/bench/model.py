@@ -54,7 +54,7 @@ def fp32(processors: tuple[Processor, Processor]) -> tuple[Processor, Processor]
 def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
                 strategies: list[str], iters: int = 50, warmup: int = 5, progress: bool = True,
                 measure_guard: bool = True, seconds: float | None = None, traced: str | None = None,
-                measure_power: bool = True) -> dict[str, Any]:
+                measure_power: bool = True, budget_s: float | None = None, refresh: bool = False) -> dict[str, Any]:
     """Plans, sessions and interleaved timings of ``strategies`` (the two single
     processors always included); returns the results the CLI prints. With
     ``measure_guard`` a plan measured slower than the faster processor alone (while
@@ -63,7 +63,7 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
     processors = pair_defaults(processors)
     say = (lambda text: print(f"codl: {text}", file=sys.stderr, flush=True)) if progress else (lambda text: None)
     names = list(dict.fromkeys([*SINGLES, *strategies]))
-    cost = load_or_profile(graph, processors, progress=progress, inputs=inputs)
+    cost = load_or_profile(graph, processors, progress=progress, inputs=inputs, budget_s=budget_s, refresh=refresh)
     results: dict[str, PlanResult] = {}
     pairs: dict[str, tuple[Processor, Processor]] = {}
     plan_ms: dict[str, float] = {}
@@ -72,7 +72,7 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         c = cost
         if s == "mulayer" and any(p.dtype is not DType.FLOAT32 for p in processors):
             pair = fp32(processors)  # the uLayer-like baseline computes in fp32 on both sides
-            c = load_or_profile(graph, pair, progress=progress, inputs=inputs)
+            c = load_or_profile(graph, pair, progress=progress, inputs=inputs, budget_s=budget_s, refresh=refresh)
         say(f"planning {s}")
         results[s] = plan_graph(graph, pair, s, cost=c, inputs=inputs, progress=progress, measure=measure_guard)
         plan_ms[s] = results[s].extra["planning_ms"]

@@ -624,9 +624,11 @@ def session_timer(graph: Graph, processors: tuple, inputs: list, calls: int = 10
 
 
 def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: CostModel | None = None,
-               inputs: list | None = None, measure: bool = False, progress: bool = True) -> PlanResult:
+               inputs: list | None = None, measure: bool = False, progress: bool = True,
+               budget_s: float | None = None, refresh: bool = False) -> PlanResult:
     """Everything ``codl plan`` does: the cost model (the cached model profile of
-    ``graph`` on ``processors``, measured first when absent, unless ``cost`` is given),
+    ``graph`` on ``processors``, measured first when absent (within ``budget_s``; again
+    with ``refresh``), unless ``cost`` is given),
     the strategy's plan, the never-slower guard (on measured times when ``measure`` or
     for the oracle), and the plan's ``meta`` (strategy, cost source, predicted ms,
     processors) filled in."""
@@ -641,7 +643,7 @@ def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: Co
         raise CodlError(f"unknown strategy {strategy!r} (supported: {', '.join(STRATEGIES)})")
     processors = pair_defaults(tuple(processors))
     if cost is None:
-        cost = load_or_profile(graph, processors, progress=progress, inputs=inputs)
+        cost = load_or_profile(graph, processors, progress=progress, inputs=inputs, budget_s=budget_s, refresh=refresh)
     say = (lambda text: print(f"codl: {text}", file=sys.stderr, flush=True)) if progress else None
     timer = None
     if measure or strategy == "oracle":

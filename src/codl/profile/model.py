@@ -114,8 +114,10 @@ def _flush_caches() -> None:
 
 def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...] = SHARES,
                   repeats: int = 5, warmup: int = 2, progress: bool = True,
-                  inputs: list[torch.Tensor] | None = None) -> CostModel:
-    """Measure every node of ``graph`` on both processors, whole and at ``shares``."""
+                  inputs: list[torch.Tensor] | None = None, budget_s: float | None = None) -> CostModel:
+    """Measure every node of ``graph`` on both processors, whole and at ``shares``. With
+    ``budget_s``, shares are measured heaviest node first until the budget is spent; the
+    rest stay whole-only (planners then do not split them; the source says how many)."""
     from ..runtime.session import pair_defaults
 
     processors = pair_defaults(processors)
@@ -126,37 +128,58 @@ def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares:
     steps = sum(1 + len(shares) * len(split_dims(graph, n.name)) for n in graph.nodes) * 2
     bar = _bar(steps, f"profiling {graph.name}", progress)
     nodes: dict[str, NodeCost] = {}
+    deadline = time.monotonic() + budget_s if budget_s is not None else None
+    skipped = 0
     try:
-        per_proc: list[dict[str, tuple[float, dict]]] = []
-        for q, proc in enumerate(processors):
+        whole: list[dict[str, float]] = [{}, {}]
+        for q, proc in enumerate(processors):  # whole times first: every node gets those
             proc.activate()
-            got: dict[str, tuple[float, dict]] = {}
             for node in graph.nodes:
-                got[node.name] = _node(graph, node, proc, q, values, shares, repeats, warmup, bar)
-            per_proc.append(got)
+                whole[q][node.name] = _whole(graph, node, proc, values, repeats, warmup)
+                bar.update(1)
+        # then shares, the heaviest nodes first, while the budget lasts
+        order = sorted(graph.nodes, key=lambda n: -max(whole[0][n.name], whole[1][n.name]))
+        points: dict[str, list[dict]] = {}
+        for node in order:
+            if deadline is not None and time.monotonic() > deadline:
+                skipped += 1
+                bar.update(2 * len(shares) * len(split_dims(graph, node.name)))
+                continue
+            points[node.name] = []
+            for q, proc in enumerate(processors):
+                proc.activate()
+                points[node.name].append(_shares(graph, node, proc, q, values, shares, repeats, warmup, bar))
         for node in graph.nodes:
-            (w0, s0), (w1, s1) = per_proc[0][node.name], per_proc[1][node.name]
+            s0, s1 = points.get(node.name, [{}, {}])
             # a dimension no share of which is partial (8 channels on an 8-channel grid) is left out
-            nodes[node.name] = NodeCost((w0, w1), {d: (sorted(s0[d]), sorted(s1[d])) for d in s0 if s0[d] and s1[d]})
+            nodes[node.name] = NodeCost((whole[0][node.name], whole[1][node.name]),
+                                        {d: (sorted(s0[d]), sorted(s1[d])) for d in s0 if s0[d] and s1[d]})
         links = measure_links(processors)
         copy = (_copy_ms_per_mb(processors[0]), _copy_ms_per_mb(processors[1]))
     finally:
         torch.set_num_threads(threads_before)
         bar.close()
     itemsize = processors[0].dtype.itemsize
-    return CostModel(graph.name, nodes, links, SOURCE, [p.describe() for p in processors], itemsize, copy)
+    source = SOURCE if not skipped else f"{SOURCE}; {skipped} lightest nodes whole only (profile budget)"
+    return CostModel(graph.name, nodes, links, source, [p.describe() for p in processors], itemsize, copy)
 
 
-def _node(graph: Graph, node, proc: Processor, q: int, values: dict, shares: tuple[float, ...],
-          repeats: int, warmup: int, bar) -> tuple[float, dict]:
+def _inputs(graph: Graph, node, values: dict) -> list[torch.Tensor]:
+    return [torch.from_numpy(graph.constants[i].copy()) if graph.is_constant(i) else values[i] for i in node.inputs]
+
+
+def _whole(graph: Graph, node, proc: Processor, values: dict, repeats: int, warmup: int) -> float:
+    args = [to_processor(t, proc) for t in _inputs(graph, node, values)]
+    kernel = family(node.op).kernel(node)
+    return _median_ms(lambda: kernel(*args), proc, repeats, warmup)
+
+
+def _shares(graph: Graph, node, proc: Processor, q: int, values: dict, shares: tuple[float, ...],
+            repeats: int, warmup: int, bar) -> dict:
+    """(share, ms) points of ``node`` on processor ``q`` for each dimension it splits on."""
     fam, out = family(node.op), graph.spec(node.outputs[0])
     ins = [graph.spec(i) for i in node.inputs]
-    whole_inputs = [torch.from_numpy(graph.constants[i].copy()) if graph.is_constant(i) else values[i]
-                    for i in node.inputs]
-    args = [to_processor(t, proc) for t in whole_inputs]
-    kernel = fam.kernel(node)
-    whole = _median_ms(lambda: kernel(*args), proc, repeats, warmup)
-    bar.update(1)
+    whole_inputs = _inputs(graph, node, values)
     points: dict = {}
     for dim in split_dims(graph, node.name):
         points[dim] = []
@@ -174,7 +197,7 @@ def _node(graph: Graph, node, proc: Processor, q: int, values: dict, shares: tup
                       for t, b in zip(whole_inputs, fam.input_boxes(node, ins, out, box))]
             part = fam.partial_kernel(node, ins, out, box)
             points[dim].append((frac, _median_ms(lambda: part(*sliced), proc, repeats, warmup)))
-    return whole, points
+    return points
 
 
 def measure_links(processors: tuple[Processor, Processor], rounds: int = 10) -> tuple[Link, Link]:
