@@ -239,7 +239,10 @@ def format_results(res: dict[str, Any]) -> str:
                  f"split at its balancing ratio, sharing free)")
     both = [r for r in res["rows"] if _uses_both(r["placement"])]
     best = max(both, key=lambda r: r["speedup"]) if both else None
-    if best is None or best["speedup_p10_p90"][0] <= 1.0:
+    if res["iters"] < 10:
+        verdict = (f"not judged: {res['iters']} rounds are too few to tell a gain from noise (use -n 20 or more); "
+                   f"fastest alone: {res['best_single']} ({res['best_single_ms']:.3f} ms)")
+    elif best is None or best["speedup_p10_p90"][0] <= 1.0:
         why = ("no strategy found a plan that uses both processors and beats it" if best is None else
                f"the best plan that uses both ({best['strategy']}, {best['speedup']:.2f}x, p10-p90 "
                f"{best['speedup_p10_p90'][0]:.2f}-{best['speedup_p10_p90'][1]:.2f}) is not reliably faster")
