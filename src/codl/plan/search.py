@@ -84,7 +84,6 @@ class Problem:
         self._needs: dict[tuple[str, Box], list[Box]] = {}
         self._axes: dict[tuple[str, str], tuple[int, int]] = {}
         self.order = [n.name for n in graph.nodes]
-        self.index = {n: i for i, n in enumerate(self.order)}
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
         producers = graph.producers()
         # own boxes per candidate per processor for every output tensor
@@ -345,7 +344,7 @@ def flops_ratio(graph: Graph, cost: CostModel) -> float:
     return r1 / (r0 + r1)
 
 
-def _chain_segments(graph: Graph, plan: Plan) -> list[list[str]]:
+def _chain_segments(graph: Graph) -> list[list[str]]:
     """Runs of nodes that can form a row chain: each reads the previous node's output,
     which nobody else reads, and all split on rows."""
     consumers = graph.consumers()
@@ -354,19 +353,14 @@ def _chain_segments(graph: Graph, plan: Plan) -> list[list[str]]:
     for node in graph.nodes:
         if Dim.H not in split_dims(graph, node.name):
             continue
-        if runs and runs[-1][-1] in {p.name for p in _producers(graph, node)}:
-            prev = graph.node(runs[-1][-1])
+        prev = graph.node(runs[-1][-1]) if runs else None
+        if prev is not None and prev.outputs[0] in node.inputs:
             users = consumers.get(prev.outputs[0], [])
             if len(users) == 1 and prev.outputs[0] not in outs:
                 runs[-1].append(node.name)
                 continue
         runs.append([node.name])
     return [r for r in runs if len(r) > 1]
-
-
-def _producers(graph: Graph, node: Node) -> list[Node]:
-    prods = graph.producers()
-    return [prods[i] for i in node.inputs if i in prods]
 
 
 def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CHAIN) -> Plan:
@@ -376,7 +370,7 @@ def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CH
     graph = problem.graph
     plan = problem.plan(choice)
     chained: set[str] = set()
-    for run in _chain_segments(graph, plan):
+    for run in _chain_segments(graph):
         i = 0
         while i < len(run) - 1:
             head = run[i]
