@@ -296,8 +296,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     result = plan_graph(graph, pair, args.strategy, inputs=inputs, measure=args.measure, budget_s=_budget(args),
                         refresh=args.refresh_profile)
     plan = result.plan
-    names = tuple(f"{p['device']} ({p['dtype']}{', ' + str(p['threads']) + ' threads' if 'threads' in p else ''}"
-                  f"{', ' + str(p['sm_limit']) + ' SMs' if p.get('sm_limit') else ''})" for p in plan.meta["processors"])
+    from .bench.model import pair_names
+
+    names = pair_names(plan.meta["processors"])
     summary = placement_summary(graph, plan)
     print(f"model      {label}")
     print(f"processors {names[0]} + {names[1]}")
@@ -639,9 +640,15 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
+    """Write ``data`` whole or not at all (a temporary file renamed into place)."""
     if path:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
+        tmp = Path(path).with_name(Path(path).name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise CodlError(f"cannot write {path}: {e.strerror or e}") from None
         _log(f"wrote {path}")
 
 

@@ -221,7 +221,7 @@ def format_results(res: dict[str, Any]) -> str:
                 else f"{'-':>9} {'-':>6}")
         lines.append(f"{r['strategy']:<13} {lat['median_ms']:8.3f} {lat['mean_ms']:8.3f} {lat['min_ms']:8.3f} "
                      f"{lat['p90_ms']:8.3f} {r['p99_ms']:8.3f}  {r['speedup']:6.2f}x ({lo:4.2f}-{hi:4.2f})  {pred}")
-        lines.append(f"{'':<13} {format_summary(r['placement'], tuple(_name(p) for p in r['processors']))}")
+        lines.append(f"{'':<13} {format_summary(r['placement'], pair_names(r['processors']))}")
         if r["note"]:
             lines.append(f"{'':<13} guard: {r['note']}")
         e = r.get("energy")
@@ -277,6 +277,13 @@ def _name(p: dict) -> str:
     extra = f", {p['threads']} threads" if "threads" in p else ""
     extra += f", {p['sm_limit']} SMs" if p.get("sm_limit") else ""
     return f"{p['device']} ({p['dtype']}{extra})"
+
+
+def pair_names(described: list[dict]) -> tuple[str, str]:
+    """Display names of a pair; two CPU groups are told apart as cpu#0 and cpu#1."""
+    same = described[0]["device"] == described[1]["device"]
+    return tuple(_name({**p, "device": f"{p['device']}#{i}" if same else p["device"]})  # type: ignore[return-value]
+                 for i, p in enumerate(described))
 
 
 ROW_KEYS = {"strategy": str, "latency_ms": dict, "speedup": float, "speedup_p10_p90": list, "placement": dict,
