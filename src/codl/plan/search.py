@@ -78,17 +78,18 @@ class Problem:
         cost is lowest stay candidates (fewer candidates, a faster search)."""
         cost.check(graph)
         self.graph, self.cost, self.cands = graph, cost, dict(cands)
-        self._owns: dict[tuple[str, str, float], tuple[Box | None, Box | None]] = {}
+        self._owns: dict[tuple[str, bool, float], tuple[Box | None, Box | None]] = {}
         self._fulls: dict[str, Box] = {}
         self._sigs: dict[str, tuple] = {}  # node -> family, input specs, output spec, boxes
         self._needs: dict[tuple[str, Box], list[Box]] = {}
-        self._axes: dict[tuple[str, str], tuple[int, int]] = {}
+        self._axes: dict[tuple[str, bool], tuple[int, int]] = {}
         self.order = [n.name for n in graph.nodes]
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
         producers = graph.producers()
         # own boxes per candidate per processor for every output tensor
         self.held: dict[str, list[tuple[Box | None, Box | None]]] = {}
         self.node_cost: dict[str, np.ndarray] = {}
+        owns: dict[str, list[tuple[Box | None, Box | None]]] = {}
         for node in graph.nodes:
             boxes = [self._own(node, p) for p in self.cands[node.name]]
             costs = [self._node_ms(node, p, b) for p, b in zip(self.cands[node.name], boxes)]
@@ -97,6 +98,7 @@ class Problem:
                 self.cands[node.name] = [self.cands[node.name][k] for k in kept]
                 boxes, costs = [boxes[k] for k in kept], [costs[k] for k in kept]
             self.node_cost[node.name] = np.array(costs)
+            owns[node.name] = boxes
             for out in node.outputs:
                 if len(node.outputs) == 1:
                     self.held[out] = boxes
@@ -108,8 +110,7 @@ class Problem:
         self.edges: list[tuple[str, str | None, np.ndarray]] = []
         for node in graph.nodes:
             needs: dict[str, list[tuple[Box | None, Box | None]]] = {}
-            for k, p in enumerate(self.cands[node.name]):
-                own = self._own(node, p)
+            for k, own in enumerate(owns[node.name]):
                 per_proc = [self.input_boxes(node, own[q]) for q in (0, 1)]
                 for j, name in enumerate(node.inputs):
                     if name in consts_inputs:
@@ -132,7 +133,7 @@ class Problem:
                 self.in_edges[v].append(e)
 
     def _own(self, node: Node, p: Placement) -> tuple[Box | None, Box | None]:
-        key = (node.name, p.dim.value, p.rho)  # (an enum's hash is slow in Python)
+        key = (node.name, p.dim is Dim.H, p.rho)  # (an enum's hash is slow in Python)
         own = self._owns.get(key)
         if own is None:
             full = self._fulls.get(node.name)
@@ -152,7 +153,7 @@ class Problem:
     def _axis(self, node: Node, dim: Dim) -> tuple[int, int]:
         """The output axis ``dim`` means for ``node`` and the step of its split points
         (as :func:`codl.runtime.schedule.own_box` computes them)."""
-        key = (node.name, dim.value)
+        key = (node.name, dim is Dim.H)  # (an enum's hash is slow in Python)
         if key not in self._axes:
             ins = [self.graph.spec(i) for i in node.inputs]
             out = self.graph.spec(node.outputs[0])
@@ -477,11 +478,12 @@ def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: 
 
 
 def guard(graph: Graph, plan: Plan, cost: CostModel, strategy: str,
-          measure: Callable[[Plan], float] | None = None) -> PlanResult:
-    """Predict the plan and both single-processor plans; keep the fastest. With
-    ``measure`` (ms of a plan, measured) the choice is made on measured times."""
+          measure: Callable[[Plan], float] | None = None, pred: Prediction | None = None) -> PlanResult:
+    """Predict the plan (unless ``pred`` is its prediction) and both single-processor
+    plans; keep the fastest. With ``measure`` (ms of a plan, measured) the choice is made
+    on measured times."""
     singles = [Plan.uniform(graph, Placement(Dim.OC, float(p))) for p in (0, 1)]
-    pred = predict_plan(graph, plan, cost)
+    pred = pred or predict_plan(graph, plan, cost)
     single_pred = [predict_single(graph, cost, p) for p in (0, 1)]
     single_ms = (single_pred[0].total_ms, single_pred[1].total_ms)
     best = int(single_ms[1] < single_ms[0])
@@ -507,7 +509,7 @@ def make_plan(graph: Graph, cost: CostModel, strategy: str = "codl", guarded: bo
     if strategy not in STRATEGIES:
         raise CodlError(f"unknown strategy {strategy!r} (supported: {', '.join(STRATEGIES)})")
     cost.check(graph)
-    additive = math.nan
+    additive, pred = math.nan, None
     if strategy in ("cpu", "gpu"):
         plan = Plan.uniform(graph, Placement(Dim.OC, float(strategy == "gpu")))
     elif strategy == "layer-switch":
@@ -530,13 +532,16 @@ def make_plan(graph: Graph, cost: CostModel, strategy: str = "codl", guarded: bo
         problem = Problem(graph, cost, candidates(graph, cost, split=True), keep=KEEP)
         choice = problem.solve()
         plan, additive = chain_search(problem, choice), problem.total(choice)
-        if plan.chains and predict_plan(graph, plan, cost).total_ms > predict_plan(graph, problem.plan(choice), cost).total_ms:
-            plan = problem.plan(choice)  # chains predicted slower in the schedule: keep the plain plan
+        if plan.chains:  # keep the chains only where the schedule predicts them faster
+            plain = problem.plan(choice)
+            pred, pred_plain = predict_plan(graph, plan, cost), predict_plan(graph, plain, cost)
+            if pred.total_ms > pred_plain.total_ms:
+                plan, pred = plain, pred_plain
     else:
         raise CodlError("the oracle strategy measures plans: use codl.plan.search.oracle_plan")
-    verify_plan(plan, graph)
-    result = guard(graph, plan, cost, strategy, measure) if guarded else PlanResult(
-        plan, strategy, predict_plan(graph, plan, cost), (math.nan, math.nan))
+    pred = pred or predict_plan(graph, plan, cost)  # (builds the schedule, which verifies the plan)
+    result = guard(graph, plan, cost, strategy, measure, pred) if guarded else PlanResult(
+        plan, strategy, pred, (math.nan, math.nan))
     result.additive_ms = additive
     return result
 
