@@ -152,3 +152,11 @@ def test_profile_budget_keeps_the_heaviest_ops_and_leaves_the_rest_whole() -> No
     assert sum(bool(v.shares) for v in cost.nodes.values()) <= 1  # at most the first, heaviest node
     plan = plan_graph(graph, PAIR, "codl", cost=cost, progress=False).plan
     assert all(not p.is_split or cost.nodes[n].shares for n, p in plan.placements.items())
+
+
+def test_outputs_into_missing_directories_fail_before_any_work(tmp_path, capsys) -> None:  # noqa: ANN001
+    missing = tmp_path / "nowhere" / "plan.json"
+    assert main(["plan", *ARGS, "-d", "cpu,cpu", "-o", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["bench", *ARGS, "-d", "cpu,cpu", "--json", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -290,6 +290,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import plan_graph
     from .plan.simulate import format_summary, placement_summary
 
+    _check_out_dir(args.out, "-o")
     pair = _pair(args)
     graph, _, inputs, label = load_model(args)
     _log(f"planning {label} on {pair[0].label} + {pair[1].label}, strategy {args.strategy}")
@@ -343,8 +344,7 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
         raise CodlError(f"--strategies: unknown {unknown} (supported: {', '.join(STRATEGIES)})")
     if args.iters < 1 or args.warmup < 0 or (args.seconds is not None and args.seconds <= 0):
         raise CodlError("-n must be >= 1, --warmup >= 0 and -t > 0")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        raise CodlError(f"--json {args.json}: directory {Path(args.json).resolve().parent} does not exist")
+    _check_out_dir(args.json, "--json")
     pair = _pair(args)
     graph, _, inputs, label = load_model(args)
     if args.report:
@@ -373,6 +373,12 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
         for path in write_report({**res, "_trace": trace}, args.report, settings):
             _log(f"wrote {path}")
     return 0
+
+
+def _check_out_dir(path: str | None, flag: str) -> None:
+    """Fail before any work when an output file's directory does not exist."""
+    if path and not Path(path).resolve().parent.is_dir():
+        raise CodlError(f"{flag} {path}: directory {Path(path).resolve().parent} does not exist")
 
 
 def _budget(args: argparse.Namespace) -> float | None:
