@@ -323,3 +323,18 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
     broken = dict(back, rows=[dict(back["rows"][0], speedup="fast")])
     with pytest.raises(CodlError, match=r"rows\[0\].speedup"):
         load_results(broken)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_refining_on_the_schedule_never_predicts_worse(seed: int) -> None:
+    from codl.plan.search import refine
+
+    graph, x = small(Residual(), "residual", hw=32)
+    cost = synthetic(graph, seed)
+    start = make_plan(graph, cost, "codl", guarded=False).plan
+    better = refine(graph, start, cost)
+    verify_plan(better, graph)
+    assert predict_plan(graph, better, cost).total_ms <= predict_plan(graph, start, cost).total_ms + 1e-9
+    got = compile(graph, better, PAIR)(x)[0]
+    ref = ReferenceRunner(graph, Processor.parse("cpu"))(x)[0]
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-4
