@@ -299,7 +299,7 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
     assert main(["bench", *args, "--strategies", "layer-switch,codl", "-n", "3", "--warmup", "1",
                  "--json", str(report), "--report", str(report_dir)]) == 0
     text = capsys.readouterr().out
-    for row in ("cpu", "gpu", "whole-cpu", "layer-switch", "codl", "ideal bound", "verdict"):
+    for row in ("cpu#0", "cpu#1", "whole-cpu", "layer-switch", "codl", "ideal bound", "verdict"):
         assert f"\n{row} " in text or text.startswith(f"{row} ") or f"{row}  " in text, row
     res = json.loads(report.read_text())
     assert {r["strategy"] for r in res["rows"]} == {"cpu", "gpu", "whole-cpu", "layer-switch", "codl"}

@@ -219,7 +219,7 @@ def format_results(res: dict[str, Any]) -> str:
         lo, hi = r["speedup_p10_p90"]
         pred = (f"{r['predicted_ms']:9.3f} {100 * r['prediction_error']:+5.0f}%" if r["predicted_ms"] is not None
                 else f"{'-':>9} {'-':>6}")
-        lines.append(f"{r['strategy']:<13} {lat['median_ms']:8.3f} {lat['mean_ms']:8.3f} {lat['min_ms']:8.3f} "
+        lines.append(f"{label(r['strategy'], res):<13} {lat['median_ms']:8.3f} {lat['mean_ms']:8.3f} {lat['min_ms']:8.3f} "
                      f"{lat['p90_ms']:8.3f} {r['p99_ms']:8.3f}  {r['speedup']:6.2f}x ({lo:4.2f}-{hi:4.2f})  {pred}")
         lines.append(f"{'':<13} {format_summary(r['placement'], pair_names(r['processors']))}")
         if r["note"]:
@@ -235,22 +235,24 @@ def format_results(res: dict[str, Any]) -> str:
     lines.append("latencies in ms, measured (host input, outputs on the host); predicted from the "
                  f"{res['rows'][0]['cost_source']}")
     ideal = res["ideal_speedup"]
-    lines.append(f"ideal bound  {res['ideal_ms']:.3f} ms ({ideal:.2f}x over {res['best_single']} alone; every node "
+    lines.append(f"ideal bound  {res['ideal_ms']:.3f} ms ({ideal:.2f}x over {label(res['best_single'], res)} alone; every node "
                  f"split at its balancing ratio, sharing free)")
     both = [r for r in res["rows"] if _uses_both(r["placement"])]
     best = max(both, key=lambda r: r["speedup"]) if both else None
     if res["iters"] < 10:
         verdict = (f"not judged: {res['iters']} rounds are too few to tell a gain from noise (use -n 20 or more); "
-                   f"fastest alone: {res['best_single']} ({res['best_single_ms']:.3f} ms)")
+                   f"fastest alone: {label(res['best_single'], res)} ({res['best_single_ms']:.3f} ms)")
     elif best is None or best["speedup_p10_p90"][0] <= 1.0:
         why = ("no strategy found a plan that uses both processors and beats it" if best is None else
                f"the best plan that uses both ({best['strategy']}, {best['speedup']:.2f}x, p10-p90 "
                f"{best['speedup_p10_p90'][0]:.2f}-{best['speedup_p10_p90'][1]:.2f}) is not reliably faster")
-        verdict = f"co-execution does not help here: run on {res['best_single']} alone ({res['best_single_ms']:.3f} ms); {why}"
+        verdict = (f"co-execution does not help here: run on {label(res['best_single'], res)} alone "
+                   f"({res['best_single_ms']:.3f} ms); {why}")
     else:
         gain = (best["speedup"] - 1) / (ideal - 1) * 100 if ideal and ideal > 1 else 0.0
         verdict = (f"co-execution helps: {best['strategy']} runs {best['speedup']:.2f}x faster than "
-                   f"{res['best_single']} alone ({best['latency_ms']['median_ms']:.3f} vs {res['best_single_ms']:.3f} ms), "
+                   f"{label(res['best_single'], res)} alone ({best['latency_ms']['median_ms']:.3f} vs "
+                   f"{res['best_single_ms']:.3f} ms), "
                    f"{gain:.0f}% of the ideal gain")
     lines.append(f"verdict      {verdict}")
     e = next((r["energy"] for r in res["rows"] if r.get("energy")), None)
@@ -263,6 +265,14 @@ def format_results(res: dict[str, Any]) -> str:
     for w in res.get("warnings", []):
         lines.append(f"warning      {w}")
     return "\n".join(lines)
+
+
+def label(strategy: str, res: dict[str, Any]) -> str:
+    """A row's display name: with two CPU groups the single-processor rows are cpu#0 and
+    cpu#1 (the strategies "cpu" and "gpu" mean processor 0 and processor 1 alone)."""
+    if strategy in SINGLES and all(p["device"] == "cpu" for p in res["processors"]):
+        return f"cpu#{SINGLES.index(strategy)}"
+    return strategy
 
 
 def _or_none(x: float) -> float | None:
