@@ -690,7 +690,7 @@ def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: Co
         unguarded = make_plan(graph, cost, strategy, guarded=False)
         planning_ms = (time.perf_counter() - t) * 1e3
         if timer is not None and say is not None and strategy not in ("cpu", "gpu"):
-            say(f"{strategy}: timing its plan against the faster processor alone (never-slower guard)")
+            say(f"guard: timing the {strategy} plan against the faster processor alone")
         result = guard(graph, unguarded.plan, cost, strategy, timer)
         result.additive_ms = unguarded.additive_ms
     result.extra["planning_ms"] = planning_ms  # the search alone (the oracle: with its measurements)
