@@ -205,6 +205,40 @@ def test_forest_exports_its_trees_exactly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.predict(test), model.predict(test))
     with pytest.raises(CodlError, match="not fitted"):
         ForestPredictor("conv").predict(test)
+    # a corrupted file is refused on load, not looped on at prediction time
+    data = json.loads(path.read_text())
+    inner = next(i for i, v in enumerate(data["trees"][0]["left"]) if v >= 0)
+    data["trees"][0]["left"][inner] = inner  # a node pointing to itself
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(CodlError, match="children must come after their parent"):
+        load_predictor(str(bad))
+    data["trees"][0]["left"][inner] = -1  # one child only
+    bad.write_text(json.dumps(data))
+    with pytest.raises(CodlError, match="has one child"):
+        load_predictor(str(bad))
+    del data["trees"][1]["value"]
+    data["trees"][0]["left"][inner] = inner + 1
+    bad.write_text(json.dumps(data))
+    with pytest.raises(CodlError, match="malformed forest predictor"):
+        load_predictor(str(bad))
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from codl.atomic import write_atomic
+
+    path = tmp_path / "model.json"
+    write_atomic(path, "old")
+
+    def fail(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
 
 
 def test_transfer_model_recovers_lines_and_round_trips() -> None:
@@ -259,6 +293,10 @@ def test_gate_tree_learns_axis_aligned_classes() -> None:
     test = rng.uniform(0, 10, (200, 3))
     truth = (test[:, 0] > 5).astype(int) + 2 * (test[:, 2] > 3).astype(int)
     assert np.mean([tree_predict(tree, r) == t for r, t in zip(test, truth)]) > 0.97
+    looped = [list(n) for n in tree]
+    looped[0][2] = looped[0][3] = 0  # the root pointing to itself
+    with pytest.raises(CodlError, match="malformed gate tree: node 0 points to 0"):
+        tree_predict(looped, test[0])
     assert fit_tree(x, np.zeros(600, dtype=int)) == [[-1, 0.0]]  # nothing to split
     stump = fit_tree(x, y, max_leaves=2)
     assert len(stump) == 3 and stump[0][0] in (0, 2)  # the first split is on a feature that matters

@@ -311,10 +311,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("measured   " + ", ".join(f"{k} {v:.3f} ms" for k, v in result.extra["measured_ms"].items()))
     if result.note:
         print(f"guard      {result.note}")
+    from .atomic import write_atomic
+
     out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({**plan.to_json(), "summary": summary}, indent=1))
-    tmp.replace(out)
+    write_atomic(out, json.dumps({**plan.to_json(), "summary": summary}, indent=1))
     print(f"plan       {out} (run it: codl run {args.model} --plan {out})")
     return 0
 
@@ -648,11 +648,10 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
     """Write ``data`` whole or not at all (a temporary file renamed into place)."""
     if path:
-        tmp = Path(path).with_name(Path(path).name + ".tmp")
+        from .atomic import write_atomic
+
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(data, indent=1))
         except OSError as e:
             raise CodlError(f"cannot write {path}: {e.strerror or e}") from None
         _log(f"wrote {path}")

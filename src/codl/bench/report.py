@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..errors import CodlError
 from ..fingerprint import artifact_header
 
@@ -76,9 +77,7 @@ def write_report(res: dict[str, Any], out: str | os.PathLike, settings: dict[str
 
 
 def _atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
     return path
 
 

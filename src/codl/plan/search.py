@@ -40,7 +40,7 @@ from ..runtime.schedule import split_alignment
 from .cost import GRID, CostModel
 from .random import split_dims
 from .simulate import Prediction, predict_plan, predict_single
-from .types import Placement, Plan, verify_plan
+from .types import Placement, Plan
 
 STRATEGIES = ("cpu", "gpu", "layer-switch", "mulayer", "codl", "oracle")
 SHARES = GRID

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import CodlError
 from ..fingerprint import artifact_header
 from .features import RAW_FEATURES, OpConfig, raw_features
@@ -71,14 +72,40 @@ class ForestPredictor:
                 "features": list(RAW_FEATURES), "trees": self.trees_}
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f)
+        """Written whole or not at all (a temporary file renamed into place)."""
+        write_atomic(path, json.dumps(self.to_json()))
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> "ForestPredictor":
         if list(data.get("features", [])) != list(RAW_FEATURES):
             raise CodlError(f"forest features {data.get('features')} do not match this version's {list(RAW_FEATURES)}")
-        model = ForestPredictor(data["family"], len(data["trees"]))
-        model.trees_ = data["trees"]
+        try:
+            trees = data["trees"]
+            for i, t in enumerate(trees):
+                check_tree(t["left"], t["right"], t["feature"], t["threshold"], t["value"], len(RAW_FEATURES), f"tree {i}")
+            model = ForestPredictor(data["family"], len(trees))
+        except (KeyError, TypeError) as e:
+            raise CodlError(f"malformed forest predictor: missing or wrong field {e}") from None
+        model.trees_ = trees
         model._arrays = None
         return model
+
+
+def check_tree(left: Sequence[int], right: Sequence[int], feature: Sequence[int], threshold: Sequence[float],
+               value: Sequence[float], n_features: int, where: str) -> None:
+    """A tree's arrays are consistent and every walk ends: each child comes after its
+    parent (as fitting lays trees out), leaves are marked -1 on both sides, features
+    exist, thresholds and values are finite."""
+    n = len(left)
+    if not n or not (len(right) == len(feature) == len(threshold) == len(value) == n):
+        raise CodlError(f"malformed forest predictor: {where} has arrays of different lengths or none")
+    for i in range(n):
+        lo, hi = int(left[i]), int(right[i])
+        if (lo < 0) != (hi < 0):
+            raise CodlError(f"malformed forest predictor: {where} node {i} has one child")
+        if lo >= 0 and not (i < lo < n and i < hi < n and 0 <= int(feature[i]) < n_features
+                           and np.isfinite(threshold[i])):
+            raise CodlError(f"malformed forest predictor: {where} node {i} points to {lo}, {hi} "
+                            f"(children must come after their parent, within {n} nodes)")
+        if lo < 0 and not np.isfinite(value[i]):
+            raise CodlError(f"malformed forest predictor: {where} leaf {i} has value {value[i]}")

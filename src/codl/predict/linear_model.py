@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import CodlError
 from ..fingerprint import SCHEMA_VERSION, artifact_header
 from .features import HardwareParams, OpConfig, feature_names, features, gate_features, regime
@@ -73,8 +74,8 @@ def _targets(configs: Sequence[OpConfig], times_ms: Sequence[float]) -> np.ndarr
 
 
 def _save(model: Any, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(model.to_json(), f, separators=(",", ":"))
+    """Written whole or not at all: a failed write keeps the previous model file."""
+    write_atomic(path, json.dumps(model.to_json(), separators=(",", ":")))
 
 
 class _LinearLatencyModel:

@@ -57,8 +57,16 @@ def fit_tree(x: np.ndarray, y: Sequence[int], max_leaves: int = 8, min_leaf: int
 
 
 def tree_predict(nodes: list[list[float]], row: Sequence[float]) -> int:
+    """The leaf label for ``row``; a tree whose walk does not move down (a corrupted
+    file: a child at or before its parent, or outside the tree) raises ``CodlError``."""
     i = 0
     while nodes[i][0] >= 0:
         feature, threshold, left, right = nodes[i]
-        i = int(left) if row[int(feature)] <= threshold else int(right)
+        nxt = int(left) if row[int(feature)] <= threshold else int(right)
+        if not i < nxt < len(nodes):
+            from ..errors import CodlError
+
+            raise CodlError(f"malformed gate tree: node {i} points to {nxt} (children come after their parent, "
+                            f"within {len(nodes)} nodes)")
+        i = nxt
     return int(nodes[i][1])

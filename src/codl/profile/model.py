@@ -39,6 +39,7 @@ from ..processors import Processor, ProcessorKind
 from ..processors.base import cpu_cache_bytes
 from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
 from ..runtime.schedule import own_box
+from ..atomic import write_atomic
 from ..settings import cache_dir
 
 SHARES = GRID
@@ -74,9 +75,7 @@ def load_or_profile(graph: Graph, processors: tuple[Processor, Processor], share
                 print(f"codl: ignoring unreadable model profile {path} ({e}); measuring again", flush=True)
     cost = profile_model(graph, processors, shares, progress=progress, **kw)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cost.to_json()))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(cost.to_json()))
     return cost
 
 
