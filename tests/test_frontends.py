@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -120,3 +121,43 @@ def test_runtime_shape_arithmetic_is_folded() -> None:
 
     g = from_torch(Net(), torch.randn(3, 4, 2), "fold")
     assert {n.op.value for n in g.nodes} <= {"Reshape", "ReduceMean", "Add"}
+
+
+def _bad_onnx(case: str):  # noqa: ANN202
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def out(t: int = TensorProto.FLOAT) -> object:
+        return helper.make_tensor_value_info("y", t, ["a", "b", "c", "d"])
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    if case.startswith("conv"):
+        attrs = {"conv zero strides": {"strides": [0, 0]}, "conv pads of length 2": {"pads": [1, 1]},
+                 "conv negative pads": {"pads": [-1, -1, -1, -1]}, "conv zero dilations": {"dilations": [0, 0]}}[case]
+        w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+        graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], "g", [x], [out()], [w])
+    elif case == "resize nan scale":
+        inits = [numpy_helper.from_array(np.array([1, 1, np.nan, np.nan], np.float32), "s"),
+                 numpy_helper.from_array(np.array([], np.float32), "roi")]
+        graph = helper.make_graph([helper.make_node("Resize", ["x", "roi", "s"], ["y"], mode="nearest")], "g", [x],
+                                  [out()], inits)
+    else:
+        t = {"string input": TensorProto.STRING, "complex input": TensorProto.COMPLEX64,
+             "undefined input": TensorProto.UNDEFINED}[case]
+        xi = helper.make_tensor_value_info("x", t, [1, 3, 8, 8])
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [xi], [out(t)])
+    return helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("case", ["conv zero strides", "conv pads of length 2", "conv negative pads",
+                                  "conv zero dilations", "resize nan scale", "string input", "complex input",
+                                  "undefined input"])
+def test_out_of_range_onnx_is_a_one_line_error_naming_the_node_or_input(case: str) -> None:
+    from codl.errors import CodlError
+    from codl.frontends import from_onnx_model
+
+    with pytest.raises(CodlError) as err:
+        from_onnx_model(_bad_onnx(case))
+    text = str(err.value)
+    assert "\n" not in text
+    assert ("node" in text and ("Conv" in text or "Resize" in text)) or "input 'x' has element type" in text

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import GraphError, ModelLoadError, UnsupportedOperatorError
+from ..errors import CodlError, GraphError, ModelLoadError, UnsupportedOperatorError
 from ..ir.graph import DType, Graph, Node, TensorSpec
 from ..ir.passes import simplify
 from ..ir.verify import infer_node, verify_graph
@@ -76,6 +76,15 @@ def from_onnx_model(model: Any, name: str = "model", input_shapes: Mapping[str, 
     return _Importer(model.graph, name, dict(input_shapes or {}), source).run()
 
 
+def onnx_type_name(elem_type: int) -> str:
+    from onnx import TensorProto
+
+    try:
+        return TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return f"#{elem_type}"
+
+
 def _attr_value(attr: Any) -> Any:
     from onnx import helper, numpy_helper
 
@@ -127,7 +136,13 @@ class _Importer:
             self.graph.constants[init.name] = numpy_helper.to_array(init)
         self._read_inputs()
         for index, onode in enumerate(self.og.node):
-            self._import_node(index, onode)
+            try:
+                self._import_node(index, onode)
+            except CodlError:
+                raise
+            except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
+                raise GraphError(f"{self.source}: node {onode.name or '#' + str(index)!r} ({onode.op_type}): "
+                                 f"attribute or input out of range ({type(e).__name__}: {e})") from None
         if self.unsupported:
             supported = sorted(ONNX_TYPES)
             raise UnsupportedOperatorError(
@@ -152,7 +167,11 @@ class _Importer:
                              f"{[vi.name for vi in runtime]}")
         for vi in runtime:
             t = vi.type.tensor_type
-            dtype = DType.from_numpy(helper.tensor_dtype_to_np_dtype(t.elem_type))
+            try:
+                dtype = DType.from_numpy(helper.tensor_dtype_to_np_dtype(t.elem_type))
+            except (ValueError, KeyError, TypeError):
+                raise GraphError(f"{self.source}: input {vi.name!r} has element type "
+                                 f"{onnx_type_name(t.elem_type)}; supported: {[d.value for d in DType]}") from None
             if vi.name in self.input_shapes:
                 shape = tuple(int(d) for d in self.input_shapes[vi.name])
             else:

@@ -27,6 +27,10 @@ def _window_attrs(view: OnnxNodeView, kernel: list[int]) -> dict:
     strides = ints(a.get("strides", [1, 1]))
     dilations = ints(a.get("dilations", [1, 1]))
     pads = ints(a.get("pads", [0, 0, 0, 0]))  # ONNX: [top, left, bottom, right]
+    for what, values, n, low in (("kernel", kernel, 2, 1), ("strides", strides, 2, 1), ("dilations", dilations, 2, 1),
+                                 ("pads", pads, 4, 0)):
+        if len(values) != n or min(values) < low:
+            raise fail(view, f"{what} {values}: expected {n} values, each at least {low}")
     auto_pad = a.get("auto_pad", "NOTSET")
     if isinstance(auto_pad, bytes):
         auto_pad = auto_pad.decode()
