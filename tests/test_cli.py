@@ -46,9 +46,7 @@ def test_inspect_lists_every_op(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_models_table(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Full-size graphs take tens of seconds to export; shrink them for the test.
-    real = zoo.graph
-    monkeypatch.setattr(zoo, "graph", lambda name: real(name, (32, 32) if name != "fst" else (32, 32), width=0.25))
+    monkeypatch.setattr(zoo, "graph", lambda *a, **k: pytest.fail("codl models must not build graphs"))
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     for name in zoo.MODELS:
@@ -122,3 +120,21 @@ def test_bench_exchange_without_cuda_is_one_line(capsys) -> None:  # noqa: ANN00
     assert main(["bench", "exchange"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("codl: error:") and "needs a CUDA GPU" in err and "\n" not in err
+
+
+def test_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    module, x = zoo.build("vgg16", (32, 32), width=0.25)
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(export_onnx(module, x))
+    cases = [
+        (["run", "vgg16", "-n", "0"], "-n must be >= 1"),
+        (["run", "vgg16", "--warmup", "-1"], "--warmup >= 0"),
+        (["run", "vgg16", "--json", str(tmp_path / "no" / "r.json")], "does not exist"),
+        (["run", str(onnx_file), "--input-size", "64", "64"], "--input-size and --width apply to built-in models"),
+        (["run", "vgg16", "--input-shape", "x=1x3x32x32"], "--input-shape applies to ONNX files"),
+        (["run", str(onnx_file), "--input-shape", "input=1x3x64x64"], "must keep its rank and its 4 static"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("codl: error: ") and message in err[-1], (argv, err[-1])

@@ -209,3 +209,17 @@ def test_top_level_compile_takes_graphs_files_and_modules(tmp_path, graphs: dict
             assert_matches(session(x)[0], expected[0])
     with pytest.raises(CodlError, match="needs example="):
         codl.compile(module, plan, PAIR)
+
+
+def test_inputs_and_processors_are_checked_with_clear_errors(graphs: dict) -> None:
+    graph, x, expected = graphs["vgg16"]
+    with compile(graph, random_plan(graph, 2), PAIR) as session:
+        assert_matches(session(x.numpy())[0], expected[0])  # numpy arrays are taken as they are
+        for bad, message in (([0.0] * 4, "must be a torch.Tensor or numpy array"), (None, "got NoneType"),
+                             (x.long(), "must be a floating-point tensor")):
+            with pytest.raises(CodlError, match=message):
+                session(bad)
+    with pytest.raises(CodlError, match="takes two processors"):
+        compile(graph, random_plan(graph, 2), (PAIR[0],))
+    with pytest.raises(CodlError, match="takes two processors"):
+        compile(graph, random_plan(graph, 2), (*PAIR, PAIR[0]))

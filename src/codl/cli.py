@@ -50,9 +50,14 @@ def load_model(args: argparse.Namespace) -> tuple[Graph, torch.nn.Module | None,
     """Graph, the source module (built-in models only), example inputs, description."""
     model = args.model
     if model.endswith(".onnx") or os.path.sep in model or os.path.exists(model):
+        if getattr(args, "input_size", None) or getattr(args, "width", 1.0) != 1.0:
+            raise CodlError("--input-size and --width apply to built-in models; for an ONNX file give "
+                            "--input-shape NAME=1x3xHxW for inputs with symbolic dimensions")
         _log(f"importing {model}")
         graph = load_onnx(model, _input_shapes(args.input_shape))
         return graph, None, random_inputs(graph), model
+    if getattr(args, "input_shape", None):
+        raise CodlError("--input-shape applies to ONNX files; for a built-in model give --input-size H W")
     spec = zoo.spec(model)
     hw = tuple(args.input_size) if args.input_size else spec.input_size
     _log(f"building {model} at {hw[0]}x{hw[1]}, width {args.width} (seeded random weights)")
@@ -199,6 +204,12 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.iters < 1 or args.warmup < 0:
+        raise CodlError(f"-n must be >= 1 and --warmup >= 0 (got -n {args.iters}, --warmup {args.warmup})")
+    _check_out_dir(args.json, "--json")
+    if args.threads is not None and args.threads > (os.cpu_count() or 1):
+        _log(f"warning: --threads {args.threads} is more than the {os.cpu_count()} cores here; "
+             f"threads will share cores and timings suffer")
     if args.plan:
         return _run_plan(args)
     proc = _processor(args)

@@ -172,10 +172,15 @@ class _Importer:
             except (ValueError, KeyError, TypeError):
                 raise GraphError(f"{self.source}: input {vi.name!r} has element type "
                                  f"{onnx_type_name(t.elem_type)}; supported: {[d.value for d in DType]}") from None
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
             if vi.name in self.input_shapes:
                 shape = tuple(int(d) for d in self.input_shapes[vi.name])
+                static = [d for d in dims if d]
+                if len(shape) != len(dims) or any(d and d != v for d, v in zip(dims, shape)):
+                    raise GraphError(f"{self.source}: input {vi.name!r} has shape "
+                                     f"{[d or '?' for d in dims]} in the file; the shape given, {list(shape)}, "
+                                     f"must keep its rank and its {len(static)} static dimension(s)")
             else:
-                dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
                 if any(d is None or d <= 0 for d in dims):
                     raise GraphError(f"{self.source}: input {vi.name!r} has a symbolic or unknown shape "
                                      f"{[d.dim_param or '?' if d.dim_param or not d.dim_value else d.dim_value for d in t.shape.dim]}; "

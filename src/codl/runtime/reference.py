@@ -104,10 +104,20 @@ def bind_inputs(graph: Graph, inputs: Sequence[torch.Tensor | Mapping[str, torch
         tensors = list(inputs)  # type: ignore[arg-type]
     if len(tensors) != len(specs):
         raise CodlError(f"graph {graph.name!r} takes {len(specs)} inputs, got {len(tensors)}")
+    out = []
     for t, s in zip(tensors, specs):
+        if isinstance(t, np.ndarray):
+            t = torch.from_numpy(t)
+        if not isinstance(t, torch.Tensor):
+            raise CodlError(f"input {s.name!r} must be a torch.Tensor or numpy array of shape {list(s.shape)}, "
+                            f"got {type(t).__name__}")
         if tuple(t.shape) != s.shape:
             raise CodlError(f"input {s.name!r} must have shape {list(s.shape)}, got {list(t.shape)}")
-    return tensors  # type: ignore[return-value]
+        if s.dtype.is_float != t.is_floating_point():
+            raise CodlError(f"input {s.name!r} must be a {'floating-point' if s.dtype.is_float else 'integer'} "
+                            f"tensor ({s.dtype.value}), got {t.dtype}")
+        out.append(t)
+    return out
 
 
 def random_inputs(graph: Graph, seed: int = 0) -> list[torch.Tensor]:

@@ -72,6 +72,9 @@ class Session:
 
     def __init__(self, graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "auto",
                  timeout_s: float = 60.0, cuda_graph: bool = True) -> None:
+        if not isinstance(processors, (tuple, list)) or len(processors) != 2 or \
+                not all(isinstance(p, Processor) for p in processors):
+            raise CodlError(f"a session takes two processors, (CPU side, other side); got {processors!r:.120}")
         p0, p1 = processors
         if p0.kind is not ProcessorKind.CPU:
             raise CodlError(f"processor 0 must be the CPU (it runs the host side); got {p0.label}")
