@@ -234,3 +234,27 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_sample_round_trip_through_the_csv_types() -> None:
     s = Sample("conv", 3, 8, 5, 7, 3, 1, 1, 0, 1)
     assert Sample(**asdict(s)).key == s.key
+
+
+def test_a_row_cut_by_a_crash_is_dropped_before_resuming_and_bad_rows_are_refused(tmp_path: Path) -> None:
+    path = profile_path(CPU, tmp_path)
+    pairs = small_pairs()
+    assert run_profile(CPU, pairs[:3], path, budget_s=60, repeats=1, warmup=0, passes=1, progress=False) == 3
+    text = path.read_text()
+    path.write_text(text + text.splitlines()[-1][:25])  # a crash half-way through a fourth row
+    assert run_profile(CPU, pairs[:5], path, budget_s=60, repeats=1, warmup=0, passes=1, progress=False) == 2
+    assert len(load_profile(path)) == 5  # every row whole; the cut one gone
+    lines = path.read_text().splitlines()
+    for bad in ("inf", "0"):
+        broken = tmp_path / f"broken-{bad}.csv"
+        header = lines[0].split(",")
+        row = lines[1].split(",")
+        row[header.index("median_ms")] = bad
+        broken.write_text("\n".join([lines[0], ",".join(row)]) + "\n")
+        with pytest.raises(CodlError, match=":2: corrupted row"):
+            load_profile(broken)
+    row = lines[1].split(",")
+    row[header.index("ic" if "conv" in lines[1] else "fin")] = "0"
+    broken.write_text("\n".join([lines[0], ",".join(row)]) + "\n")
+    with pytest.raises(CodlError, match=":2: corrupted row"):
+        load_profile(broken)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import sys
 import time
@@ -125,6 +126,8 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
             raise CodlError(f"{path}: profiled without --canary; use another --out")
     start, added = time.perf_counter(), 0
     runner_canary = _canary(processor) if canary else None
+    if not new_file:
+        _drop_partial_row(path)
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         if new_file:
@@ -133,8 +136,11 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
             elapsed = time.perf_counter() - start
             if elapsed > budget_s:
                 break
-            writer.writerow({"key": sample.key, "base": base.key, **asdict(sample), "pass": pass_,
-                             **_measure(sample, processor, repeats, warmup, launch=not pass_, canary=runner_canary)})
+            row = {"key": sample.key, "base": base.key, **asdict(sample), "pass": pass_,
+                   **_measure(sample, processor, repeats, warmup, launch=not pass_, canary=runner_canary)}
+            line = io.StringIO()
+            csv.DictWriter(line, fieldnames=columns, extrasaction="ignore").writerow(row)
+            f.write(line.getvalue())  # the row in one write: an interruption leaves it whole or partial at the end
             f.flush()
             added += 1
             if progress and (added % 20 == 0 or i == len(todo) - 1):
@@ -145,6 +151,14 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
                       f"{pass_ + 1} of {passes}, {elapsed / 60:.1f} of {budget_s / 60:.1f} min, about "
                       f"{left:.1f} min to go", file=sys.stderr, flush=True)
     return added
+
+
+def _drop_partial_row(path: Path) -> None:
+    """Cut a last row a crash left without its line end, so a resumed run appends whole rows."""
+    with path.open("rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 CANARY_SIZE = 256  # the reference GEMM: CANARY_SIZE^2 x CANARY_SIZE, in the processor's type
@@ -198,8 +212,13 @@ def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
             ms = float(row["min_ms"]) * usual / float(row["canary_ms"]) if row.get("canary_ms") else float(row["median_ms"])
         except (ValueError, TypeError, ZeroDivisionError) as e:
             raise CodlError(f"{path}:{n}: corrupted row ({e})") from None
-        if not ms > 0:
+        if not (ms > 0 and np.isfinite(ms)):
             raise CodlError(f"{path}:{n}: corrupted row (latency {row['median_ms']!r})")
+        sizes = ("ic", "oc", "h", "w") if sample.family == "conv" else ("rows", "fin", "fout")
+        if sample.family not in ("conv", "linear") or min(getattr(sample, k) for k in sizes) < 1 or \
+                min(sample.k, sample.s, sample.g) < 1 or min(sample.pad_top, sample.pad_bottom, sample.pad) < 0:
+            raise CodlError(f"{path}:{n}: corrupted row (an op with family {sample.family!r} and sizes "
+                            f"{[getattr(sample, k) for k in sizes]}, kernel {sample.k}, stride {sample.s})")
         if (row["key"], row.get("pass") or "0") in seen:  # measured twice in one pass: the first counts
             continue
         seen.add((row["key"], row.get("pass") or "0"))
