@@ -154,6 +154,15 @@ def test_bad_predictor_files_fail_clearly(tmp_path: Path) -> None:
     short = {**data["coef_ms"], regime: {**data["coef_ms"][regime], "coef_ms": [[1.0, 2.0]]}}
     with pytest.raises(CodlError, match="do not match this version's"):
         load_predictor({**data, "coef_ms": short})
+    for value in (float("nan"), -1.0, float("inf")):  # they would predict NaN or negative times
+        m = data["coef_ms"][regime]
+        rows = [list(r) for r in m["coef_ms"]]
+        rows[0][0] = value
+        with pytest.raises(CodlError, match="not finite and non-negative"):
+            load_predictor({**data, "coef_ms": {**data["coef_ms"], regime: {**m, "coef_ms": rows}}})
+        flops = FlopsPredictor("conv", CPU).fit(random_convs(20, 6), [1.0] * 20).to_json()
+        with pytest.raises(CodlError, match="not finite and non-negative"):
+            load_predictor({**flops, "coef_ms": [value] + list(flops["coef_ms"][1:])})
     with pytest.raises(CodlError, match="malformed predictor file"):
         load_predictor({**data, "coef_ms": [1.0, 2.0]})
     with pytest.raises(CodlError, match="not fitted"):

@@ -377,7 +377,8 @@ class AnalyticPredictor:
         """Take the fitted state from a saved model; False if it does not fit this version."""
         models, default = data["coef_ms"], data["default"]
         n_cand, n_feat = len(self.hw.candidates), len(self.feature_names)
-        for m in models.values():
+        for name, m in models.items():
+            _check_coefs(m[1:] if isinstance(m, list) else m["coef_ms"], f"model {name!r}")
             if isinstance(m, list):  # one kernel's model: [slots or a CPU path's L3 in KiB, *coefficients]
                 least = (self.hw.l2_bytes >> 10) + 1 if self.hw.cpu_paths else 1  # models before the L3 was fitted: [1, ...]
                 if not (self.hw.own or self.hw.cpu_paths) or len(m) != n_feat + 1 or int(m[0]) < least:
@@ -407,6 +408,15 @@ class FlopsPredictor(_LinearLatencyModel):
 
 
 PREDICTORS: dict[str, Any] = {p.kind: p for p in (AnalyticPredictor, FlopsPredictor)}
+
+
+def _check_coefs(values: Any, where: str) -> None:
+    """Fitted coefficients are finite and non-negative (NNLS): anything else would predict
+    NaN or negative times."""
+    a = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise CodlError(f"malformed predictor file: {where} has coefficients that are not finite and "
+                        f"non-negative ({a.ravel()[~(np.isfinite(a.ravel()) & (a.ravel() >= 0))][:3].tolist()})")
 
 
 def load_predictor(data: dict[str, Any] | str, expect_fingerprint: dict[str, Any] | None = None) -> _LinearLatencyModel:
@@ -440,6 +450,7 @@ def load_predictor(data: dict[str, Any] | str, expect_fingerprint: dict[str, Any
             ok = model._load(data)
         else:
             coef = np.asarray(data["coef_ms"], dtype=np.float64)
+            _check_coefs(coef, "coef_ms")
             ok = coef.shape == (len(model.feature_names),)
             model.coef_ = coef
     except (KeyError, TypeError, ValueError, AttributeError) as e:
