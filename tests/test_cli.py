@@ -20,7 +20,7 @@ def test_run_builtin_model_prints_latency_and_writes_json(tmp_path: Path, capsys
     assert rc == 0
     for key in ("median", "mean", "min", "max", "p90"):
         assert key in text.out
-    assert "check      vs PyTorch module" in text.out and "OK" in text.out
+    assert "check      vs the PyTorch module" in text.out and "OK" in text.out
     assert "timing 3 runs" in text.err  # progress goes to stderr
     data = json.loads(out.read_text())
     assert data["schema_version"] == 1 and data["latency_source"] == "measured"
@@ -34,7 +34,7 @@ def test_run_onnx_file_in_bf16(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     path.write_bytes(export_onnx(module, x))
     assert main(["run", str(path), "--dtype", "bf16", "--channels-last", "-n", "2", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
-    assert "bfloat16 channels-last" in out and "vs codl fp32 CPU run" in out
+    assert "bfloat16 channels-last" in out and "vs onnxruntime (CPU)" in out  # onnxruntime is a test extra
 
 
 def test_inspect_lists_every_op(capsys: pytest.CaptureFixture) -> None:

@@ -180,7 +180,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     with compile(graph, plan, pair) as session:
         outs = session(*inputs)
         worst = max(pair, key=lambda p: tolerance(p))
-        check = _check(graph, module, inputs, outs, worst) if args.check else None
+        check = _check(graph, module, inputs, outs, worst, None if module else args.model) if args.check else None
         samples = time_calls(lambda: session(*inputs), pair[0], args.iters, args.warmup)
     stats = LatencyStats.of(samples)
     predicted = plan.meta.get("predicted_ms")
@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     device_inputs = [t.to(proc.device, proc.torch_dtype) for t in inputs]
     outs = runner(*device_inputs)
     proc.synchronize()
-    check = _check(graph, module, inputs, outs, proc) if args.check else None
+    check = _check(graph, module, inputs, outs, proc, None if module else args.model) if args.check else None
     samples = time_calls(lambda: runner(*device_inputs), proc, args.iters, args.warmup)
     stats = LatencyStats.of(samples)
     desc = proc.describe()
@@ -331,16 +331,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
-           outs: list[torch.Tensor], proc: Processor) -> dict[str, Any]:
-    """Compare outputs with the PyTorch module (built-in models) or with fp32 CPU
-    execution of the graph (ONNX files): the worst ||y - ref|| / ||ref|| over the
-    outputs, and for information the worst max |y - ref| / max |ref|."""
-    with torch.inference_mode():
-        if module is not None:
-            ref = module(*inputs)
-            refs, against = ([ref] if isinstance(ref, torch.Tensor) else list(ref)), "vs PyTorch module (fp32 CPU)"
-        else:
-            refs, against = ReferenceRunner(graph, Processor.parse("cpu"))(*inputs), "vs codl fp32 CPU run"
+           outs: list[torch.Tensor], proc: Processor, onnx_path: str | None = None) -> dict[str, Any]:
+    """Compare outputs with the reference (:func:`_references`: the PyTorch module,
+    onnxruntime, or codl's own fp32 CPU run, said which): the worst ||y - ref|| / ||ref||
+    over the outputs, and for information the worst max |y - ref| / max |ref|."""
+    refs, against = _references(graph, module, inputs, onnx_path)
+    against = f"vs {against}"
     errors, tol = compare(outs, refs), tolerance(proc)
     return {"against": against, **errors, "tolerance": tol, "ok": errors["rel_l2_error"] <= tol}
 
