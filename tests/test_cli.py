@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from codl import zoo
 from codl.cli import main
@@ -138,3 +139,14 @@ def test_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest.Capt
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("codl: error: ") and message in err[-1], (argv, err[-1])
+
+
+def test_profile_of_a_missing_device_fails_before_profiling_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    import codl.profile
+
+    monkeypatch.setattr(codl.profile, "run_profile", lambda *a, **k: pytest.fail("profiled before checking cuda"))
+    assert main(["profile", "-d", "cpu,cuda", "--out", str(tmp_path), "--budget", "0.01"]) == 2
+    assert "cuda:0 is not available" in capsys.readouterr().err

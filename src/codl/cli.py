@@ -463,12 +463,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     devices = [d for d in args.device.split(",") if d]
     if len(devices) > 1:  # each device in turn, with the settings that apply to it and its own budget
+        ones = []
         for device in devices:
             cpu = device.partition(":")[0] == "cpu"
-            one = argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
-                                        "sm_limit": None if cpu else args.sm_limit,
-                                        "autotune": args.autotune and not cpu,
-                                        "own_kernels": args.own_kernels, "canary": args.canary and cpu})
+            ones.append(argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
+                                              "sm_limit": None if cpu else args.sm_limit,
+                                              "autotune": args.autotune and not cpu,
+                                              "own_kernels": args.own_kernels, "canary": args.canary and cpu}))
+        for one in ones:  # every device checked before the first is profiled for its whole budget
+            _processor(one)
+        for one in ones:
             if cmd_profile(one):
                 return 1
         return 0
