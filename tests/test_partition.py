@@ -209,3 +209,58 @@ def test_split_point(size, rho, align) -> None:  # noqa: ANN001
     assert 0 <= point <= size
     assert (size - point) % align == 0 or point == 0
     assert abs((size - point) - rho * size) <= align / 2 + 1e-9 or point == 0
+
+
+def _wild_plan(graph, seed: int):  # noqa: ANN001, ANN202
+    """Any dimension and share per node (supported or not) and chains of any consecutive
+    nodes: plans a user might write by hand."""
+    import random as _random
+
+    from codl.ir.regions import Dim
+    from codl.plan import Placement, Plan, split_dims
+
+    rng = _random.Random(seed)
+    plan = Plan(graph.name, {})
+    for n in graph.nodes:  # mostly a supported dimension, sometimes any
+        dims = split_dims(graph, n.name)
+        dim = rng.choice(dims) if dims and rng.random() < 0.97 else rng.choice([Dim.OC, Dim.H])
+        whole = not dims and rng.random() < 0.97
+        plan.placements[n.name] = Placement(dim, rng.choice([0.0, 1.0] if whole else
+                                                            [0.0, 1.0, 0.1, 0.3, 0.5, 0.77, 0.9, rng.random()]))
+    names = [n.name for n in graph.nodes]
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        i = rng.randrange(len(names) - 1)
+        chain = names[i:i + rng.randint(2, 4)]
+        for n in chain:
+            plan.placements[n] = plan.placements[chain[0]]
+        plan.chains.append(chain)
+    return plan
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "resnet50"])
+def test_every_plan_verify_accepts_compiles_and_runs_correctly(name: str) -> None:
+    """verify_plan rejects everything compile would: over wild plans on models with
+    grouped and depthwise convs, a plan that verifies compiles and matches the reference."""
+    from codl import zoo
+    from codl.frontends import from_torch
+    from codl.plan import PlanError, verify_plan
+    from codl.processors import Processor
+    from codl.runtime import ReferenceRunner
+    from codl.runtime.session import compile
+
+    module, x = zoo.build(name, (32, 32), width=0.25)
+    graph = from_torch(module, x, name=name)
+    expected = ReferenceRunner(graph, Processor.parse("cpu"))(x)[0]
+    pair = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
+    accepted = 0
+    for seed in range(120):
+        plan = _wild_plan(graph, seed)
+        try:
+            verify_plan(plan, graph)
+        except PlanError:
+            continue
+        accepted += 1
+        with compile(graph, plan, pair) as session:
+            got = session(x)[0]
+        assert float((got - expected).abs().max() / expected.abs().max()) < 1e-4, f"seed {seed}"
+    assert accepted >= 60  # most drawn plans are valid (94 and 96 of 120 when written); the rest are refused
