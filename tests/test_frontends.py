@@ -141,6 +141,10 @@ def _bad_onnx(case: str):  # noqa: ANN202
                  numpy_helper.from_array(np.array([], np.float32), "roi")]
         graph = helper.make_graph([helper.make_node("Resize", ["x", "roi", "s"], ["y"], mode="nearest")], "g", [x],
                                   [out()], inits)
+    elif case == "huge input":
+        xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [100000, 100000])
+        yo = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [xi], [yo])
     else:
         t = {"string input": TensorProto.STRING, "complex input": TensorProto.COMPLEX64,
              "undefined input": TensorProto.UNDEFINED}[case]
@@ -151,7 +155,7 @@ def _bad_onnx(case: str):  # noqa: ANN202
 
 @pytest.mark.parametrize("case", ["conv zero strides", "conv pads of length 2", "conv negative pads",
                                   "conv zero dilations", "resize nan scale", "string input", "complex input",
-                                  "undefined input"])
+                                  "undefined input", "huge input"])
 def test_out_of_range_onnx_is_a_one_line_error_naming_the_node_or_input(case: str) -> None:
     from codl.errors import CodlError
     from codl.frontends import from_onnx_model
@@ -160,4 +164,5 @@ def test_out_of_range_onnx_is_a_one_line_error_naming_the_node_or_input(case: st
         from_onnx_model(_bad_onnx(case))
     text = str(err.value)
     assert "\n" not in text
-    assert ("node" in text and ("Conv" in text or "Resize" in text)) or "input 'x' has element type" in text
+    assert (("node" in text and ("Conv" in text or "Resize" in text)) or "input 'x' has element type" in text
+            or "over codl's limit of 16 GiB" in text)

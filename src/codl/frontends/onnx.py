@@ -76,6 +76,9 @@ def from_onnx_model(model: Any, name: str = "model", input_shapes: Mapping[str, 
     return _Importer(model.graph, name, dict(input_shapes or {}), source).run()
 
 
+MAX_TENSOR_BYTES = 16 << 30  # one tensor over this is refused at import, before any allocation
+
+
 def onnx_type_name(elem_type: int) -> str:
     from onnx import TensorProto
 
@@ -153,6 +156,11 @@ class _Importer:
         for out in g.outputs:
             if g.is_constant(out):
                 raise GraphError(f"{self.source}: output {out!r} is a constant; nothing to run")
+        big = next((sp for sp in g.specs.values() if sp.nbytes > MAX_TENSOR_BYTES), None)
+        if big is not None:
+            raise GraphError(f"{self.source}: tensor {big.name!r} of shape {list(big.shape)} "
+                             f"({big.nbytes / 2**30:.1f} GiB) is over codl's limit of {MAX_TENSOR_BYTES >> 30} GiB "
+                             f"per tensor")
         simplify(g)
         verify_graph(g)
         return g
@@ -187,6 +195,10 @@ class _Importer:
                                      "give a static shape (input_shapes={name: shape}, or --input-shape on the CLI)")
                 shape = tuple(int(d) for d in dims)
             spec = TensorSpec(vi.name, shape, dtype)
+            if min(shape, default=1) < 1 or spec.nbytes > MAX_TENSOR_BYTES:
+                raise GraphError(f"{self.source}: input {vi.name!r} of shape {list(shape)} "
+                                 f"({spec.nbytes / 2**30:.1f} GiB) is empty or over codl's limit of "
+                                 f"{MAX_TENSOR_BYTES >> 30} GiB per tensor")
             self.graph.inputs.append(spec)
             self.graph.specs[vi.name] = spec
 
