@@ -226,15 +226,9 @@ def test_share_interpolation_and_link_fit() -> None:
     assert link.ms(0) == 0.0
 
 
-@pytest.fixture(scope="module")
-def zoo_graphs() -> dict[str, tuple[Graph, torch.Tensor, list[torch.Tensor]]]:
-    out = {}
-    for name in zoo.MODELS:
-        module, x = zoo.build(name, {"fst": (32, 48), "vit": (32, 32), "posenet": (32, 32)}.get(name, (64, 64)),
-                              width=0.25)
-        g = from_torch(module, x, name=name)
-        out[name] = (g, x, ReferenceRunner(g, Processor.parse("cpu"))(x))
-    return out
+@pytest.fixture
+def zoo_graphs(small_zoo: dict) -> dict[str, tuple[Graph, torch.Tensor, list[torch.Tensor]]]:
+    return small_zoo
 
 
 @pytest.mark.parametrize("name", list(zoo.MODELS))

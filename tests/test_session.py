@@ -15,12 +15,10 @@ from codl.ir import Graph, OpKind
 from codl.ir.regions import Dim
 from codl.plan import Placement, Plan, PlanError, random_plan, split_dims, verify_plan
 from codl.processors import Processor
-from codl.runtime import ReferenceRunner
 from codl.runtime.session import compile
 from test_session_safety import fail_at
 
 PAIR = (Processor.parse("cpu", threads=1), Processor.parse("cpu", threads=1))
-SMALL = {"fst": (32, 48), "vit": (32, 32), "posenet": (32, 32)}
 FP32_RTOL = 1e-4
 
 
@@ -30,14 +28,9 @@ def assert_matches(got: torch.Tensor, expected: torch.Tensor) -> None:
     assert err < FP32_RTOL, f"relative error {err:.2e}"
 
 
-@pytest.fixture(scope="module")
-def graphs() -> dict[str, tuple[Graph, torch.Tensor, list[torch.Tensor]]]:
-    out = {}
-    for name in zoo.MODELS:
-        module, x = zoo.build(name, SMALL.get(name, (64, 64)), width=0.25)
-        g = from_torch(module, x, name=name)
-        out[name] = (g, x, ReferenceRunner(g, Processor.parse("cpu"))(x))
-    return out
+@pytest.fixture
+def graphs(small_zoo: dict) -> dict[str, tuple[Graph, torch.Tensor, list[torch.Tensor]]]:
+    return small_zoo
 
 
 @pytest.mark.parametrize("name", list(zoo.MODELS))

@@ -58,3 +58,10 @@ def artifact_header(kind: str) -> dict[str, Any]:
     """The fields every JSON artifact starts with."""
     return {"schema_version": SCHEMA_VERSION, "kind": kind, "codl_version": __version__,
             "fingerprint": fingerprint()}
+
+
+def check_artifact(data: dict[str, Any], kind: str, version: int, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` unless ``data`` is an artifact of ``kind`` at schema ``version``."""
+    if data.get("kind") != kind or data.get("schema_version") != version:
+        raise error(f"not a codl {what} of schema {version} "
+                    f"(kind={data.get('kind')!r}, schema_version={data.get('schema_version')!r})")

@@ -304,10 +304,9 @@ def load_results(data: dict[str, Any]) -> dict[str, Any]:
     """Check a bench results JSON against its schema (version, fields, types) and return it;
     one-line errors name the field."""
     from ..errors import CodlError
+    from ..fingerprint import check_artifact
 
-    if data.get("kind") != "bench" or data.get("schema_version") != BENCH_SCHEMA_VERSION:
-        raise CodlError(f"not codl bench results of schema {BENCH_SCHEMA_VERSION} "
-                        f"(kind={data.get('kind')!r}, schema_version={data.get('schema_version')!r})")
+    check_artifact(data, "bench", BENCH_SCHEMA_VERSION, "bench result file", CodlError)
     for key, kind in {"model": str, "processors": list, "rows": list, "best_single": str, "best_single_ms": float,
                       "ideal_ms": float, "warnings": list}.items():
         if not isinstance(data.get(key), kind):

@@ -164,9 +164,9 @@ class CostModel:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> "CostModel":
-        if d.get("kind") != "cost-model" or d.get("schema_version") != COST_SCHEMA_VERSION:
-            raise CostModelError(f"not a codl cost model of schema {COST_SCHEMA_VERSION} "
-                                 f"(kind={d.get('kind')!r}, schema_version={d.get('schema_version')!r})")
+        from ..fingerprint import check_artifact
+
+        check_artifact(d, "cost-model", COST_SCHEMA_VERSION, "cost model", CostModelError)
         try:
             nodes = {}
             for name, v in d["nodes"].items():

@@ -34,9 +34,9 @@ import numpy as np
 
 from ..errors import CodlError
 from ..ir.graph import Graph, Node, OpKind
-from ..ir.regions import Box, Dim, full_box, hull, is_empty, split_point, with_axis
+from ..ir.regions import Box, Dim, full_box, hull, is_empty
 from ..ops import family
-from ..runtime.schedule import split_alignment
+from ..runtime.schedule import share_boxes, split_alignment
 from .cost import GRID, CostModel
 from .random import split_dims
 from .simulate import Prediction, predict_plan, predict_single
@@ -143,10 +143,7 @@ class Problem:
                 own = (full, None) if p.rho < 1.0 else (None, full)
             else:
                 axis, align = self._axis(node, p.dim)
-                size = full[axis][1]
-                point = split_point(size, p.rho, align)
-                own = (with_axis(full, axis, 0, point) if point > 0 else None,
-                       with_axis(full, axis, point, size) if point < size else None)
+                own = share_boxes(full, axis, align, p.rho)
             self._owns[key] = own
         return own
 

@@ -72,9 +72,9 @@ class Plan:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> "Plan":
-        if d.get("kind") != "plan" or d.get("schema_version") != PLAN_SCHEMA_VERSION:
-            raise PlanError(f"not a codl plan of schema {PLAN_SCHEMA_VERSION} "
-                            f"(kind={d.get('kind')!r}, schema_version={d.get('schema_version')!r})")
+        from ..fingerprint import check_artifact
+
+        check_artifact(d, "plan", PLAN_SCHEMA_VERSION, "plan", PlanError)
         try:
             placements = {k: Placement(Dim(v["dim"]), float(v["rho"])) for k, v in d["placements"].items()}
         except (KeyError, ValueError, TypeError) as e:

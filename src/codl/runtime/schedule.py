@@ -104,9 +104,17 @@ def own_box(graph: Graph, node: Node, plan: Plan, proc: int) -> Box:
     fam = family(node.op)
     ins = [graph.spec(i) for i in node.inputs]
     axis = fam.split_axes(node, ins, out)[p.dim]
-    point = split_point(out.shape[axis], p.rho, split_alignment(fam.alignment(node, ins, p.dim), p.dim, out.shape[axis]))
-    start, end = (0, point) if proc == 0 else (point, out.shape[axis])
-    return with_axis(full_box(out.shape), axis, start, end) if end > start else EMPTY
+    align = split_alignment(fam.alignment(node, ins, p.dim), p.dim, out.shape[axis])
+    return share_boxes(full_box(out.shape), axis, align, p.rho)[proc]
+
+
+def share_boxes(full: Box, axis: int, align: int, rho: float) -> tuple[Box | None, Box | None]:
+    """The regions of an output ``full`` that processor 0 and processor 1 own when it is
+    cut along ``axis`` at share ``rho`` (split points on multiples of ``align``)."""
+    size = full[axis][1]
+    point = split_point(size, rho, align)
+    return (with_axis(full, axis, 0, point) if point > 0 else EMPTY,
+            with_axis(full, axis, point, size) if point < size else EMPTY)
 
 
 def _input_boxes(graph: Graph, node: Node, box: Box) -> list[Box]:
