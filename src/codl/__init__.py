@@ -52,7 +52,7 @@ def compile(model: Any, plan: "Plan | str" = "auto",  # noqa: A001
     graph where they work), "events" or "flags"."""
     from .errors import CodlError
     from .processors import default_pair
-    from .runtime.session import Session
+    from .runtime.session import compile as compile_plan
 
     processors = processors or default_pair()
     if isinstance(plan, str):
@@ -64,7 +64,7 @@ def compile(model: Any, plan: "Plan | str" = "auto",  # noqa: A001
         plan = plan_graph(graph, processors, strategy).plan
     else:
         graph = _graph(model, example, plan.graph)
-    return Session(graph, plan, processors, sync)
+    return compile_plan(graph, plan, processors, sync)
 
 
 def benchmark(model: Any, processors: "tuple[Processor, Processor] | None" = None, example: Any = None,

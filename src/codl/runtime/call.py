@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ExecutionError
 
 POLL_S = 0.05  # longest uninterrupted sleep of a waiting thread
+PROBE_S = 0.02  # how often a wait on the GPU asks it for a device error (runtime.faults)
 
 
 class Abort(Exception):
@@ -36,6 +37,7 @@ class CallState:
         self.gpu_started = False  # work may have been enqueued on the GPU
         self.timeout_s = timeout_s
         self.labels = labels  # "processor 0 (cpu)", ... for messages
+        self.probe: Callable[[], None] | None = None  # raises on a device error of processor 1
 
     # --- errors ---------------------------------------------------------------------
     def fail(self, error: BaseException) -> None:
@@ -102,14 +104,20 @@ class Checker:
     """A deadline for one wait: calling it raises :class:`Abort` if the call failed and
     an error naming the sender once the deadline has passed."""
 
-    __slots__ = ("state", "sender", "what", "deadline")
+    __slots__ = ("state", "sender", "what", "deadline", "next_probe")
 
     def __init__(self, state: CallState, sender: int, what: str) -> None:
         self.state, self.sender, self.what = state, sender, what
         self.deadline = state.deadline()
+        self.next_probe = self.deadline - state.timeout_s + PROBE_S
 
     def __call__(self) -> None:
         if self.state.error is not None:
             raise Abort
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now > self.deadline:
             raise self.state.timed_out(self.sender, self.what)
+        probe = self.state.probe
+        if probe is not None and self.sender == 1 and now > self.next_probe:
+            self.next_probe = now + PROBE_S
+            probe()

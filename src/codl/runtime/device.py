@@ -27,7 +27,8 @@ from ..errors import ExecutionError
 from ..ir.graph import TensorSpec
 from ..processors import Processor
 from ..processors.cuda import session_streams
-from .call import CallState
+from .call import PROBE_S, CallState
+from .faults import probe_streams
 from .reference import to_processor
 from .steps import Local, Recv, Run, Send, Step, call_hook, run_step
 from .sync import FlagArray
@@ -134,14 +135,25 @@ class GpuProgram:
         with torch.cuda.stream(self.side.compute):
             self.graph.replay()  # type: ignore[union-attr]
 
+    def probe(self, label: str) -> None:
+        """Raise an ExecutionError if a device error has reached this program's streams."""
+        probe_streams((self.side.compute, self.side.copy), label)
+
     def wait_done(self, timeout_s: float, label: str) -> None:
         """Wait until the GPU has finished the program; an error if it does not within
-        ``timeout_s`` (the GPU is then stuck and the session unusable)."""
-        deadline = time.monotonic() + timeout_s
+        ``timeout_s`` (the GPU is then stuck and the session unusable) or a device error
+        reaches its streams."""
+        start = time.monotonic()
+        deadline, next_probe = start + timeout_s, start + PROBE_S
 
         def check() -> None:
-            if time.monotonic() > deadline:
+            nonlocal next_probe
+            now = time.monotonic()
+            if now > deadline:
                 raise ExecutionError(f"{label} did not finish within {timeout_s:g} s")
+            if now > next_probe:
+                next_probe = now + PROBE_S
+                self.probe(label)
         if self.flags is not None:
             self.flags.cpu_wait(self.done_flag, check)
         else:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import queue
 import threading
@@ -57,6 +58,7 @@ from ..processors import Processor, ProcessorKind
 from .call import POLL_S, Abort, CallState
 from .channels import Channel, DeviceChannel, HostChannel
 from .device import FaultHook, GpuProgram, GpuSide, InputFeed
+from .faults import broken_message, device_errors, is_device_error
 from .reference import bind_inputs, to_processor
 from .schedule import InputSource, RunStep, Schedule, SendStep, build_schedule
 from .steps import Assemble, Fetch, Input, Local, Recv, Run, Send, Step, call_hook, run_step
@@ -131,6 +133,7 @@ class Session:
                 torch.cuda.synchronize(p1.index)
                 self.flags.clear()
                 self.gpu.graph = None
+        self._probe = None if self.gpu is None else functools.partial(self.gpu.probe, self.labels[1])
         self._lock = threading.Lock()
         self._pending: CallState | None = None
         self._broken: str | None = None
@@ -262,6 +265,7 @@ class Session:
         gpu = self.gpu
         if gpu is not None:
             state.gpu_started = True
+            state.probe = self._probe
             gpu.load(tensors)
             if record is not None:
                 record.tracks.append(gpu.side.copy_track)
@@ -393,7 +397,14 @@ class Session:
         if self.gpu is not None and state.gpu_started:
             if self.flags is not None:
                 self.flags.raise_all(self._gpu_waits)
-            if not self._gpu_idle(deadline):
+            try:
+                idle = self._gpu_idle(deadline)
+            except RuntimeError as e:
+                if not is_device_error(e):
+                    raise
+                self._broken = broken_message(self.labels[1], e)
+                raise ExecutionError(self._broken) from error
+            if not idle:
                 self._broken = f"{self.labels[1]} did not finish its work within {self.timeout_s:g} s"
                 raise ExecutionError(self._broken) from error
             if self.flags is not None:
@@ -473,8 +484,11 @@ def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], s
     """Prepare ``plan`` for running on ``processors`` (CPU first). ``sync``: "flags"
     (fine-grained, CUDA), "events", or "auto" (flags where they work). ``timeout_s``:
     the longest wait for the other processor before the call fails. ``cuda_graph``:
-    replay the GPU side from a CUDA graph (flags mode)."""
-    return Session(graph, plan, processors, sync, timeout_s, cuda_graph)
+    replay the GPU side from a CUDA graph (flags mode). A GPU that is missing, busy or
+    out of memory is a one-line CodlError."""
+    gpu = processors[1] if isinstance(processors, (tuple, list)) and len(processors) == 2 else None
+    with device_errors(gpu if isinstance(gpu, Processor) else None, "compile this plan"):
+        return Session(graph, plan, processors, sync, timeout_s, cuda_graph)
 
 
 __all__ = ["Session", "compile", "SYNC_MODES", "pair_defaults"]
