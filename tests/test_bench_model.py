@@ -160,3 +160,25 @@ def test_outputs_into_missing_directories_fail_before_any_work(tmp_path, capsys)
     assert "does not exist" in capsys.readouterr().err
     assert main(["bench", *ARGS, "-d", "cpu,cpu", "--json", str(missing)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_soak_rows_track_memory_latency_and_wrong_outputs() -> None:
+    from codl.bench.soak import format_soak, soak, soak_summary
+    from codl.plan import random_plan
+    from codl.runtime.session import compile
+
+    module, x = zoo.build("mobilenetv2", (64, 64), width=0.25)
+    graph = from_torch(module, x, name="mobilenetv2")
+    with torch.no_grad():
+        expected = [module(x)]
+    cpu = Processor.parse("cpu", threads=1)
+    with compile(graph, random_plan(graph, 1, whole_share=0.0), (cpu, cpu)) as session:
+        rows = soak(session, [x], expected, calls=7, window=3)
+        assert [r["calls"] for r in rows] == [3, 6, 7]
+        assert all(r["right"] and r["median_ms"] > 0 and r["host_rss_mb"] > 10 for r in rows)
+        summary = soak_summary(rows)
+        assert summary["all_right"] and summary["calls"] == 7 and summary["windows"] == 3
+        assert summary["median_drift"] == rows[-1]["median_ms"] / rows[1]["median_ms"]
+        assert len(format_soak(rows).splitlines()) == 4
+        wrong = soak(session, [x], [expected[0] + 1.0], calls=2, window=2)
+        assert not wrong[0]["right"] and not soak_summary(wrong)["all_right"]
