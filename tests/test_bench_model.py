@@ -135,6 +135,9 @@ def test_python_api_plans_automatically_and_benchmarks(tmp_path, monkeypatch) ->
     res = codl.benchmark(module, processors=PAIR, example=x, strategies=("codl",), iters=3, warmup=1,
                          progress=False)
     assert [r["strategy"] for r in res["rows"]] == ["cpu", "gpu", "whole-cpu", "codl"]
+    rows = {r["strategy"]: r for r in res["rows"]}
+    twins = [(r, r["note"].split("the same plan as ")[1].split(":")[0]) for r in res["rows"] if "the same plan as" in r["note"]]
+    assert all(r["samples_ms"] == rows[t]["samples_ms"] for r, t in twins)
     text = codl.format_benchmark(res)
     assert "verdict" in text and "ideal bound" in text
     with pytest.raises(codl.errors.CodlError, match="give a Plan or 'auto'"):
@@ -182,3 +185,20 @@ def test_soak_rows_track_memory_latency_and_wrong_outputs() -> None:
         assert len(format_soak(rows).splitlines()) == 4
         wrong = soak(session, [x], [expected[0] + 1.0], calls=2, window=2)
         assert not wrong[0]["right"] and not soak_summary(wrong)["all_right"]
+
+
+def test_plans_that_run_alike_have_one_key() -> None:
+    from codl.bench.model import plan_key
+    from codl.ir.regions import Dim
+    from codl.plan import Placement, Plan
+
+    module, x = zoo.build("vgg16", (32, 32), width=0.125)
+    graph = from_torch(module, x, name="vgg16")
+    gpu_alone = plan_key(Plan.uniform(graph, Placement(Dim.OC, 1.0)), PAIR)
+    assert plan_key(Plan.uniform(graph, Placement(Dim.H, 1.0)), PAIR) == gpu_alone  # whole: the dim is moot
+    split = Plan.uniform(graph, Placement(Dim.OC, 1.0))
+    split.placements[graph.nodes[0].name] = Placement(Dim.OC, 0.5)
+    assert plan_key(split, PAIR) != gpu_alone
+    assert plan_key(Plan.uniform(graph, Placement(Dim.OC, 0.0)), PAIR) != gpu_alone
+    other = (PAIR[0], Processor.parse("cpu", threads=2))
+    assert plan_key(Plan.uniform(graph, Placement(Dim.OC, 1.0)), other) != gpu_alone

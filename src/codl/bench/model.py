@@ -89,15 +89,23 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         pairs[WHOLE_CPU], plan_ms[WHOLE_CPU] = whole, 0.0
         names.insert(2, WHOLE_CPU)
         singles.append(WHOLE_CPU)
-    sessions = {s: compile(graph, results[s].plan, pairs[s]) for s in names}
-    samples: dict[str, list[float]] = {s: [] for s in names}
+    # A strategy whose plan is one already timed (a guard's fallback to a processor alone,
+    # two planners agreeing) shares its session and samples: the same plan timed twice
+    # would differ only by noise.
+    same_as: dict[str, str] = {}
+    for s in names:
+        same_as[s] = next((t for t in names[:names.index(s)] if same_as[t] == t
+                           and plan_key(results[t].plan, pairs[t]) == plan_key(results[s].plan, pairs[s])), s)
+    timed = [s for s in names if same_as[s] == s]
+    sessions = {s: compile(graph, results[s].plan, pairs[s]) for s in timed}
+    samples: dict[str, list[float]] = {s: [] for s in timed}
     try:
         with torch.inference_mode():
-            for s in names:
+            for s in timed:
                 for _ in range(warmup):
                     sessions[s](*inputs)
-            say(f"timing {iters} rounds of {len(names)} plans, interleaved")
-            order = list(names)
+            say(f"timing {iters} rounds of {len(timed)} plans, interleaved")
+            order = list(timed)
             rng = random.Random(0)
             start, rounds = time.perf_counter(), 0
             while (rounds < iters if seconds is None else
@@ -116,19 +124,23 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                 rapl, nvml = Rapl(), (Nvml(processors[1].index) if gpu else None)
                 if gpu or rapl.why is None:
                     say("energy and memory per inference")
-                for s in names:  # without a GPU or RAPL there is nothing to read: no extra calls
+                for s in timed:  # without a GPU or RAPL there is nothing to read: no extra calls
                     energy[s] = (measure_energy(lambda s=s: sessions[s](*inputs), gpu=gpu,
                                                 gpu_index=processors[1].index, rapl=rapl, nvml=nvml)
                                  if gpu or rapl.why is None else
                                  {"cpu_mj_per_call": None, "cpu_energy_unavailable": rapl.why, "gpu_mj_per_call": None,
                                   "gpu_energy_unavailable": "no GPU in this pair", "gpu_peak_mb": None})
             trace = None
-            if traced in sessions:  # one traced call of that plan, for the report
-                sessions[traced](*inputs, trace=True)
-                trace = sessions[traced].last_trace
+            if traced in same_as:  # one traced call of that plan, for the report
+                sessions[same_as[traced]](*inputs, trace=True)
+                trace = sessions[same_as[traced]].last_trace
     finally:
         for session in sessions.values():
             session.close()
+    for s in names:
+        samples[s] = samples[same_as[s]]
+        if same_as[s] in energy:
+            energy[s] = energy[same_as[s]]
     med = {s: statistics.median(samples[s]) for s in names}
     best_single = min(singles, key=lambda s: med[s])
     rows = []
@@ -136,12 +148,13 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         ratios = np.array(samples[best_single]) / np.array(samples[s])
         stats = LatencyStats.of(samples[s])
         r = results[s]
+        note = "; ".join(x for x in (r.note, same_as[s] != s and f"the same plan as {same_as[s]}: timed once" or "") if x)
         rows.append({"strategy": s, "latency_ms": stats.to_json(), "p99_ms": float(np.percentile(samples[s], 99)),
                      "speedup": med[best_single] / med[s],
                      "speedup_p10_p90": [float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],
                      "predicted_ms": _or_none(r.predicted.total_ms),
                      "prediction_error": _or_none(r.predicted.total_ms / med[s] - 1),
-                     "cost_source": r.plan.meta.get("cost_source"), "note": r.note, "planning_ms": plan_ms[s],
+                     "cost_source": r.plan.meta.get("cost_source"), "note": note, "planning_ms": plan_ms[s],
                      "placement": placement_summary(graph, r.plan, cost.itemsize),
                      "processors": [p.describe() for p in pairs[s]], "samples_ms": samples[s],
                      "plan": r.plan.to_json(), **({"energy": energy[s]} if s in energy else {})})
@@ -154,6 +167,14 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             "warnings": warnings(rows, samples, len(samples[names[0]])),
             **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
                if trace is not None else {})}
+
+
+def plan_key(plan: Plan, pair: tuple[Processor, Processor]) -> tuple:
+    """What makes two plans run alike: each node's processor (whole) or cut, the chains,
+    and the processors with their settings."""
+    cuts = tuple(sorted((k, p.dim.value, p.rho) if p.is_split else (k, "whole", p.processor)
+                        for k, p in plan.placements.items()))
+    return cuts, tuple(tuple(c) for c in plan.chains), tuple(repr(p) for p in pair)
 
 
 def op_rows(graph: Graph, plan: Plan, cost: CostModel, trace: Any) -> list[dict[str, Any]]:
@@ -223,7 +244,7 @@ def format_results(res: dict[str, Any]) -> str:
                      f"{lat['p90_ms']:8.3f} {r['p99_ms']:8.3f}  {r['speedup']:6.2f}x ({lo:4.2f}-{hi:4.2f})  {pred}")
         lines.append(f"{'':<13} {format_summary(r['placement'], pair_names(r['processors']))}")
         if r["note"]:
-            lines.append(f"{'':<13} guard: {r['note']}")
+            lines.append(f"{'':<13} note: {r['note']}")
         e = r.get("energy")
         if e:
             parts = [f"CPU {e['cpu_mj_per_call']:.1f} mJ" if e["cpu_mj_per_call"] is not None else None,
