@@ -56,7 +56,9 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                 measure_guard: bool = True, seconds: float | None = None, traced: str | None = None,
                 measure_power: bool = True, budget_s: float | None = None, refresh: bool = False) -> dict[str, Any]:
     """Plans, sessions and interleaved timings of ``strategies`` (the two single
-    processors always included); returns the results the CLI prints. With
+    processors always included); returns the results the CLI prints. ``traced``: the
+    strategy whose plan is traced once for the report (when its plan ends on one
+    processor, the fastest plan that uses both instead). With
     ``measure_guard`` a plan measured slower than the faster processor alone (while
     planning) is replaced by it. With ``seconds``, rounds go on until that much time has
     passed (at least 3) instead of ``iters``."""
@@ -131,6 +133,10 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                                  {"cpu_mj_per_call": None, "cpu_energy_unavailable": rapl.why, "gpu_mj_per_call": None,
                                   "gpu_energy_unavailable": "no GPU in this pair", "gpu_peak_mb": None})
             trace = None
+            both = [s for s in timed if uses_both(results[s].plan)]
+            if traced in same_as and not uses_both(results[traced].plan) and both:
+                # the requested plan ended on one processor: trace the fastest that uses both
+                traced = min(both, key=lambda s: statistics.median(samples[s]))
             if traced in same_as:  # one traced call of that plan, for the report
                 sessions[same_as[traced]](*inputs, trace=True)
                 trace = sessions[same_as[traced]].last_trace
@@ -167,6 +173,12 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             "warnings": warnings(rows, samples, len(samples[names[0]])),
             **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
                if trace is not None else {})}
+
+
+def uses_both(plan: Plan) -> bool:
+    """Whether ``plan`` gives work to both processors."""
+    where = {p.processor for p in plan.placements.values()}
+    return None in where or where == {0, 1}
 
 
 def plan_key(plan: Plan, pair: tuple[Processor, Processor]) -> tuple:
