@@ -67,13 +67,26 @@ def from_onnx_model(model: Any, name: str = "model", input_shapes: Mapping[str, 
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"{source}: inconsistent ONNX model: {first}") from None
+        raise ModelLoadError(f"{source}: inconsistent ONNX model: {_first_line(e)}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset < MIN_OPSET:
         raise ModelLoadError(f"{source}: ONNX opset {opset} is not supported; codl reads opset {MIN_OPSET} and newer "
                              "(re-export the model, or convert it with onnx.version_converter)")
-    return _Importer(model.graph, name, dict(input_shapes or {}), source).run()
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ModelLoadError(f"{source}: ONNX opset {opset} is newer than the newest this onnx package knows "
+                             f"({newest}, onnx {onnx.__version__}); codl reads opset {MIN_OPSET} to {newest}")
+    graph = _Importer(model.graph, name, dict(input_shapes or {}), source).run()
+    try:  # what codl's own checks let through: inputs of mixed types, kernel sizes that disagree ...
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as e:
+        raise ModelLoadError(f"{source}: inconsistent ONNX model: {_first_line(e)}") from None
+    return graph
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 MAX_TENSOR_BYTES = 16 << 30  # one tensor over this is refused at import, before any allocation
@@ -95,7 +108,10 @@ def _attr_value(attr: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
     if hasattr(value, "data_type"):  # TensorProto
-        return numpy_helper.to_array(value)
+        try:
+            return numpy_helper.to_array(value)
+        except Exception as e:  # noqa: BLE001 - onnx raises ValueError, TypeError, KeyError ...
+            raise CodlError(f"attribute {attr.name!r}: its tensor cannot be read: {e}") from None
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode() for v in value]
     return value
@@ -136,7 +152,11 @@ class _Importer:
         from onnx import numpy_helper
 
         for init in self.og.initializer:
-            self.graph.constants[init.name] = numpy_helper.to_array(init)
+            try:
+                self.graph.constants[init.name] = numpy_helper.to_array(init)
+            except Exception as e:  # noqa: BLE001 - onnx raises ValueError, TypeError, KeyError ...
+                raise CodlError(f"initializer {init.name!r} (dims {list(init.dims)}, type "
+                                f"{onnx_type_name(init.data_type)}) cannot be read: {e}") from None
         self._read_inputs()
         for index, onode in enumerate(self.og.node):
             try:
