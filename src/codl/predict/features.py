@@ -72,7 +72,7 @@ class OpConfig:
 # Candidate output blockings (rows x columns of the GEMM view, and the channels the K loop
 # takes at a time where given) a library may pick from. GPU: the thread-block tiles of
 # the kernels cuDNN and cuBLASLt ran most for the profiled convs and linears on the H100
-# (scripts/kernel_names.py; docs/results/predictor.md), both orientations of the
+# (a torch.profiler census, docs/results/predictor.md), both orientations of the
 # narrow GEMM tiles. CPU: register/cache blocks.
 GPU_TILES = ((64, 8, 64), (8, 64, 64), (64, 24, 64), (24, 64, 64), (16, 64, 64), (64, 16, 64), (64, 40, 64),
              (32, 64, 64), (128, 128, 64), (64, 64, 64))
