@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from codl.errors import CodlError
-from codl.processors import Processor
+from codl.processors import Processor, base
 from codl.processors.base import cpu_cache_bytes
 from codl.profile import Sample
 from codl.predict import AnalyticPredictor, HardwareParams, features, load_predictor
@@ -193,6 +194,35 @@ def test_cpu_hardware_candidates_and_caches() -> None:
     (own,) = hardware_candidates({**recorded, "kernels": "codl"})  # a profile of codl's own CPU convs
     assert own.own and own.cpu_paths and not hw.own
     assert HardwareParams.from_json(json.loads(json.dumps(own.to_json()))) == own
-    caches = cpu_cache_bytes()
-    assert caches == {} or 0 < caches["l2_bytes"] < caches["l3_bytes"]
-    assert Processor.parse("cpu", 1).describe().get("l3_bytes") == caches.get("l3_bytes")
+
+
+def fake_sysfs(root: Path, caches: list[tuple[int, str, str]]) -> str:
+    """A cpu0/cache tree as Linux lays it out: index<N>/{level,type,size}."""
+    for i, (level, kind, size) in enumerate(caches):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return str(root)
+
+
+def test_cpu_caches_are_read_from_sysfs_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    epyc = fake_sysfs(tmp_path / "epyc", [(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "512K"),
+                                          (3, "Unified", "32768K")])
+    assert cpu_cache_bytes(epyc) == {"l2_bytes": 512 << 10, "l3_bytes": 32 << 20}
+    big = fake_sysfs(tmp_path / "big", [(1, "Data", "48K"), (2, "Unified", "2M"), (3, "Unified", "105M")])
+    assert cpu_cache_bytes(big) == {"l2_bytes": 2 << 20, "l3_bytes": 105 << 20}
+    # no L3 reported, an unreadable size, or no tree at all: nothing, and profiles fall back to CACHE_CANDIDATES
+    assert cpu_cache_bytes(fake_sysfs(tmp_path / "l2", [(1, "Data", "32K"), (2, "Unified", "1024K")])) == {}
+    assert cpu_cache_bytes(fake_sysfs(tmp_path / "odd", [(2, "Unified", "1024K"), (3, "Unified", "lots")])) == {}
+    assert cpu_cache_bytes(str(tmp_path / "missing")) == {}
+    # what a CPU processor records is what the latency model then assumes
+    monkeypatch.setattr(base, "cpu_cache_bytes", lambda: cpu_cache_bytes(big))
+    described = Processor.parse("cpu", 1).describe()
+    assert (described["l2_bytes"], described["l3_bytes"]) == (2 << 20, 105 << 20)
+    (hw,) = hardware_candidates(described)
+    assert (hw.l2_bytes, hw.l3_bytes) == (2 << 20, 105 << 20)
+    monkeypatch.setattr(base, "cpu_cache_bytes", lambda: {})
+    described = Processor.parse("cpu", 1).describe()
+    assert "l3_bytes" not in described and len(hardware_candidates(described)) == len(CACHE_CANDIDATES)

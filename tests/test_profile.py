@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -231,9 +230,20 @@ def test_profile_and_eval_commands(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "profiled op families are conv, linear" in capsys.readouterr().err
 
 
-def test_sample_round_trip_through_the_csv_types() -> None:
-    s = Sample("conv", 3, 8, 5, 7, 3, 1, 1, 0, 1)
-    assert Sample(**asdict(s)).key == s.key
+def test_samples_survive_a_profile_written_and_read_back(tmp_path: Path) -> None:
+    """Every field of every sample (whole ops and shares, uneven padding, groups, linears)
+    comes back from the CSV as written, under its base op, once per pass."""
+    pairs = small_pairs() + [(s, s) for s in (Sample("conv", 8, 8, 9, 11, 3, 2, 1, 0, 1, 8),
+                                              Sample("conv", 3, 16, 7, 5, 5, 1, 2, 1, 2))]
+    path = profile_path(CPU, tmp_path)
+    written = run_profile(CPU, pairs, path, budget_s=60, repeats=1, warmup=0, passes=2, progress=False)
+    expected = {s.key: (b.key, s) for b, s in pairs}
+    assert written == 2 * len(expected)
+    loaded = load_passes(path)
+    assert len(loaded) == len(expected)
+    for base, sample, times in loaded:
+        assert (base, sample) == expected[sample.key]
+        assert len(times) == 2 and all(t > 0 for t in times)
 
 
 def test_a_row_cut_by_a_crash_is_dropped_before_resuming_and_bad_rows_are_refused(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@
 Why: on a CPU PyTorch sends a conv to oneDNN's JIT kernels or to its own im2col+GEMM
 path by a rule of the shape, and oneDNN then picks a blocking inside; with all of that
 hidden, codl's latency model reached 75% of convs within +-10% on the development CPU
-(docs/results/predictor.md, session 8), while it predicts GEMMs of 32 rows or more to
-97%. Here every ungrouped conv is a known sequence of library calls, which the
-predictor's features follow one for one (:func:`codl.predict.features.cpu_features`):
+(docs/results/predictor.md), while it predicted GEMMs of 32 rows or more to 97%. Here
+every ungrouped conv is a known sequence of library calls, which the predictor's
+features follow one for one (:func:`codl.predict.features.cpu_features`):
 
 1. a padded copy of the input, where the conv pads (a row share's own padding, uneven
    or not);

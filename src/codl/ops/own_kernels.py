@@ -33,7 +33,7 @@ import torch
 GEMM_TILES = ((128, 128), (128, 64), (64, 128), (64, 64), (64, 32), (32, 64), (32, 32))
 # Packed taps (few channels): each A element is gathered on its own, so tiles of 64 rows or
 # fewer and K steps of 16 or 32 (on 24 first layers 1.36x faster than the GEMM tiles and
-# steps of 64, geometric mean; scripts/own_kernels_packed.py, docs/results/own_kernels.md).
+# steps of 64, geometric mean; docs/results/own_kernels.md).
 PACKED_TILES = ((64, 128), (64, 64), (32, 64), (32, 32))
 STEP_LATENCY = 4096  # per K step of a tile, beyond its outputs, in output-element units
 SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)  # ways the K loop may be split over programs

@@ -1,4 +1,5 @@
-"""Latency predictors fitted on measurements (the profiler comes next)."""
+"""Latency predictors fitted on profiled measurements (:mod:`codl.profile`): the analytic
+model, a FLOPs-linear baseline and a random forest, judged alike by :mod:`.evaluate`."""
 
 from .features import FAMILIES, HardwareParams, OpConfig, config_of, feature_names, features
 from .forest import ForestPredictor

@@ -72,7 +72,7 @@ class OpConfig:
 # Candidate output blockings (rows x columns of the GEMM view, and the channels the K loop
 # takes at a time where given) a library may pick from. GPU: the thread-block tiles of
 # the kernels cuDNN and cuBLASLt ran most for the profiled convs and linears on the H100
-# (scripts/kernel_names.py; docs/results/predictor.md), both orientations of the
+# (a torch.profiler census, docs/results/predictor.md), both orientations of the
 # narrow GEMM tiles. CPU: register/cache blocks.
 GPU_TILES = ((64, 8, 64), (8, 64, 64), (64, 24, 64), (24, 64, 64), (16, 64, 64), (64, 16, 64), (64, 40, 64),
              (32, 64, 64), (128, 128, 64), (64, 64, 64))
@@ -343,8 +343,8 @@ NATIVE_CONV_MAX_ELEMS = 20480
 MMAP_BYTES = 32 << 20
 SMALL_ROWS = 32  # GEMMs of fewer rows take MKL's small-matrix code (odd rows, row pairs)
 # linears of 2 or 3 rows follow a cost of their own (a 3 x 1544 x 7032 linear took 7.7 ms
-# on the development CPU, 2 rows 5.4 ms, far above the small-matrix model): a model of
-# their own took its linears from 89.0% to 92.6% within +-10% (session 9)
+# on the development CPU, 2 rows 5.4 ms, far above the small-matrix model): a regime of
+# their own (`cpu_gemm_tiny`)
 TINY_ROWS = 4
 NARROW_COLUMNS = 16  # codl's own CPU convs of fewer output channels: under one vector of columns
 

@@ -212,8 +212,7 @@ class AnalyticPredictor:
     # a CPU routine's operands may see less of the shared L3 than the processor records
     # (other tenants, a victim cache, its own blocking): each CPU path is fitted with these
     # shares of it and keeps the one that fits most training samples within +-10% (on the
-    # development CPU GEMMs kept 1/2 of its 32 MB, GEMV all of it: held-out convs 92.1% ->
-    # 94.6%, linears 90.1% -> 92.1% within +-10%, session 10)
+    # development CPU GEMMs keep 1/2 of its 32 MB, GEMVs all of it; docs/results/predictor.md)
     L3_SHARES = (1.0, 0.75, 0.5)
 
     def _fit_regime(self, configs: Sequence[OpConfig], y: np.ndarray, name: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:

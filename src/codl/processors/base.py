@@ -47,12 +47,14 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+CPU_CACHE_SYSFS = "/sys/devices/system/cpu/cpu0/cache"
+
+
 @functools.lru_cache(maxsize=None)
-def cpu_cache_bytes() -> dict[str, int]:
-    """The first core's L2 and the L3 in bytes, as Linux reports them (``l2_bytes``,
-    ``l3_bytes``; empty where it does not)."""
+def cpu_cache_bytes(base: str = CPU_CACHE_SYSFS) -> dict[str, int]:
+    """The first core's L2 and the L3 in bytes, as Linux reports them under ``base``
+    (``l2_bytes``, ``l3_bytes``; empty unless it reports both)."""
     out: dict[str, int] = {}
-    base = "/sys/devices/system/cpu/cpu0/cache"
     try:
         entries = sorted(os.listdir(base))
     except OSError:
