@@ -36,7 +36,7 @@ from ..runtime.call import CallState
 from ..runtime.channels import DeviceChannel
 from ..runtime.device import GpuSide
 from ..runtime.sync import FlagArray
-from .run import LatencyStats
+from ..timing import LatencyStats
 
 SIZES = (64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 32 << 20)
 # conversion name -> (CPU type, channels-last), (GPU type, channels-last)

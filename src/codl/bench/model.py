@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import statistics
 import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -31,8 +29,8 @@ from ..plan.simulate import format_summary, placement_summary
 from ..processors import Processor, ProcessorKind
 from ..profile.model import load_or_profile
 from ..runtime.session import compile, pair_defaults
+from ..timing import LatencyStats, time_interleaved
 from .energy import peak_host_mb
-from .run import LatencyStats
 
 BENCH_SCHEMA_VERSION = 1
 SINGLES = ("cpu", "gpu")
@@ -90,24 +88,13 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         names.insert(2, WHOLE_CPU)
         singles.append(WHOLE_CPU)
     sessions = {s: compile(graph, results[s].plan, pairs[s]) for s in names}
-    samples: dict[str, list[float]] = {s: [] for s in names}
     try:
         with torch.inference_mode():
             for s in names:
                 for _ in range(warmup):
                     sessions[s](*inputs)
             say(f"timing {iters} rounds of {len(names)} plans, interleaved")
-            order = list(names)
-            rng = random.Random(0)
-            start, rounds = time.perf_counter(), 0
-            while (rounds < iters if seconds is None else
-                   rounds < 3 or time.perf_counter() - start < seconds):  # each round in a new order
-                rounds += 1
-                rng.shuffle(order)
-                for s in order:
-                    t = time.perf_counter()
-                    sessions[s](*inputs)
-                    samples[s].append((time.perf_counter() - t) * 1e3)
+            samples = time_interleaved({s: (lambda s=s: sessions[s](*inputs)) for s in names}, iters, seconds)
             energy = {}
             if measure_power:
                 from .energy import Nvml, Rapl, measure_energy

@@ -622,26 +622,18 @@ def session_timer(graph: Graph, processors: tuple, inputs: list, calls: int = 10
     session calls of a plan on ``processors`` (host input, outputs back on the host).
     Its ``many(plans)`` times several plans call by call in shuffled rounds, so a drift
     of the machine reaches them all alike."""
-    import random
     import statistics
-    import time
 
     from ..runtime.session import compile
+    from ..timing import time_interleaved
 
     def many(plans: dict[str, Plan]) -> dict[str, float]:
         sessions = {k: compile(graph, p, processors) for k, p in plans.items()}
-        samples: dict[str, list[float]] = {k: [] for k in plans}
         try:
             for s in sessions.values():
                 for _ in range(warmup):
                     s(*inputs)
-            order, rng = list(sessions), random.Random(0)
-            for _ in range(calls):
-                rng.shuffle(order)
-                for k in order:
-                    t = time.perf_counter()
-                    sessions[k](*inputs)
-                    samples[k].append((time.perf_counter() - t) * 1e3)
+            samples = time_interleaved({k: (lambda s=s: s(*inputs)) for k, s in sessions.items()}, calls)
         finally:
             for s in sessions.values():
                 s.close()

@@ -27,7 +27,7 @@ from ..processors import Processor
 from ..runtime import ReferenceRunner
 from ..runtime.reference import to_processor
 from ..settings import cache_dir
-from ..bench.run import host_launch_ms, time_back_to_back
+from ..timing import host_launch_ms, time_back_to_back
 from .sampling import Sample
 
 _SAMPLE = [f.name for f in fields(Sample)]
@@ -94,7 +94,7 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
     so each sample is timed at moments minutes apart: the median over passes evens out
     slow drifts of the machine (clocks, neighbours), and the agreement between passes is
     the profile's noise floor (see :func:`noise_floor`). Each measurement is the median
-    of ``repeats`` blocks of back-to-back calls (:func:`codl.bench.run.time_back_to_back`):
+    of ``repeats`` blocks of back-to-back calls (:func:`codl.timing.time_back_to_back`):
     on a GPU the device time of the op's kernels, with the host's launch time per call
     recorded beside it (``launch_ms``).
 

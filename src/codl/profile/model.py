@@ -5,7 +5,7 @@ of a :class:`codl.plan.cost.CostModel`.
 Each node runs on each processor (in the session's settings: types, layouts, threads, SM
 limit) on inputs from a reference run: whole, then for every dimension it splits on, the
 partial kernel a session runs for a share of that dimension (split points aligned as the
-session aligns them), timed back to back (:func:`codl.bench.run.time_back_to_back`: on
+session aligns them), timed back to back (:func:`codl.timing.time_back_to_back`: on
 CUDA one captured graph replayed, the device's time). Exchanges: between a CPU and a
 CUDA GPU, the session's own channel at 64 KB-16 MB each way
 (:func:`codl.bench.exchange.measure_exchange`) and the CPU's copy into pinned memory;
@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from ..bench.run import time_back_to_back
+from ..atomic import write_atomic
 from ..fingerprint import fingerprint
 from ..ir.graph import Graph
 from ..ir.regions import full_box, relative
@@ -39,8 +39,8 @@ from ..processors import Processor, ProcessorKind
 from ..processors.base import cpu_cache_bytes
 from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
 from ..runtime.schedule import own_box
-from ..atomic import write_atomic
 from ..settings import cache_dir
+from ..timing import time_back_to_back
 
 SHARES = GRID
 PROFILE_VERSION = 3  # part of the cache key: bump when what a profile holds changes

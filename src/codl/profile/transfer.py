@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..bench.run import time_back_to_back
 from ..errors import CodlError
 from ..processors import Processor
+from ..timing import time_back_to_back
 
 COLUMNS = ["kind", "bytes", "pass", "ms"]
 SIZES = tuple(int(2 ** e) for e in np.arange(12, 28.5, 0.5))  # 4 KiB .. 256 MiB
