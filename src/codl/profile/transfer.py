@@ -28,6 +28,7 @@ import torch
 from ..errors import CodlError
 from ..processors import Processor
 from ..timing import time_back_to_back
+from .exchange import signal_round_trips
 
 COLUMNS = ["kind", "bytes", "pass", "ms"]
 SIZES = tuple(int(2 ** e) for e in np.arange(12, 28.5, 0.5))  # 4 KiB .. 256 MiB
@@ -107,8 +108,6 @@ def run_transfer_profile(cpu: Processor, cuda: Processor | None, path: Path, pas
                     added += 1
                 f.flush()
             if cuda is not None:
-                from ..bench.exchange import signal_round_trips
-
                 for mode, ms in signal_round_trips(200, cuda.index).items():
                     kind = f"sync_{mode}"
                     if (kind, 0, p) not in done:
