@@ -14,19 +14,19 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from . import zoo
-from .bench import LatencyStats, compare, time_calls, tolerance
 from .errors import CodlError
 from .fingerprint import artifact_header
 from .frontends import load_onnx
 from .ir import DType, Graph, op_rows, total_flops
 from .processors import Processor
-from .runtime import ReferenceRunner, random_inputs
+from .runtime import random_inputs
 
 DTYPES = {"fp32": DType.FLOAT32, "fp16": DType.FLOAT16, "bf16": DType.BFLOAT16}
 
@@ -128,18 +128,11 @@ def _plan_and_model(args: argparse.Namespace) -> tuple:
 def cmd_check(args: argparse.Namespace) -> int:
     """``codl check MODEL --plan plan.json``: co-executed outputs element by element
     against the reference."""
-    from .bench import check_elements
-    from .runtime.session import compile
+    from .bench.run import check_plan
 
     plan, pair, graph, module, inputs, label = _plan_and_model(args)
-    refs, against = _references(graph, module, inputs, None if module is not None else args.model)
-    with compile(graph, plan, pair) as session:
-        outs = session(*inputs)
-    rtol = args.rtol if args.rtol is not None else max(tolerance(p) for p in pair)
-    scale = max(float(r.abs().max()) for r in refs)
-    atol = args.atol if args.atol is not None else rtol * scale
-    res = check_elements(outs, refs, rtol, atol)
-    w = res["worst"]
+    res = check_plan(graph, plan, pair, inputs, module, None if module is not None else args.model, args.rtol, args.atol)
+    against, rtol, atol, w = res.pop("against"), res["rtol"], res["atol"], res["worst"]
     print(f"model      {label}; plan {args.plan} on {pair[0].label} ({pair[0].dtype.value}) + "
           f"{pair[1].label} ({pair[1].dtype.value})")
     print(f"reference  {against}")
@@ -153,36 +146,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if res["ok"] else 1
 
 
-def _references(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
-                onnx_path: str | None) -> tuple[list, str]:
-    """Reference outputs: the PyTorch module (built-in models), onnxruntime where
-    installed (ONNX files), else codl's own fp32 CPU run (said so)."""
-    with torch.inference_mode():
-        if module is not None:
-            ref = module(*inputs)
-            return ([ref] if isinstance(ref, torch.Tensor) else list(ref)), "the PyTorch module, fp32 on the CPU"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return list(ReferenceRunner(graph, Processor.parse("cpu"))(*inputs)), (
-            "codl's own fp32 CPU run (install onnxruntime to check against it)")
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
-    return [torch.from_numpy(o) for o in sess.run(None, feeds)], "onnxruntime (CPU)"
-
-
 def _run_plan(args: argparse.Namespace) -> int:
     """``codl run MODEL --plan plan.json``: the plan on the processors it was made for."""
-    from .runtime.session import compile
+    from .bench.run import run_plan
 
     plan, pair, graph, module, inputs, label = _plan_and_model(args)
     _log(f"compiling the plan for {pair[0].label} + {pair[1].label}")
-    with compile(graph, plan, pair) as session:
-        outs = session(*inputs)
-        worst = max(pair, key=lambda p: tolerance(p))
-        check = _check(graph, module, inputs, outs, worst, None if module else args.model) if args.check else None
-        samples = time_calls(lambda: session(*inputs), pair[0], args.iters, args.warmup)
-    stats = LatencyStats.of(samples)
+    timed = run_plan(graph, plan, pair, inputs, args.iters, args.warmup, args.check, module,
+                     None if module else args.model)
+    samples, stats, check = timed.samples_ms, timed.stats, timed.check
     predicted = plan.meta.get("predicted_ms")
     print(f"model      {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
     print(f"plan       {args.plan}: strategy {plan.meta.get('strategy', '?')}, "
@@ -204,6 +176,8 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .bench.run import run_single
+
     if args.iters < 1 or args.warmup < 0:
         raise CodlError(f"-n must be >= 1 and --warmup >= 0 (got -n {args.iters}, --warmup {args.warmup})")
     _check_out_dir(args.json, "--json")
@@ -215,13 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     proc = _processor(args)
     graph, module, inputs, label = load_model(args)
     _log(f"preparing {len(graph.nodes)} ops on {proc.label}")
-    runner = ReferenceRunner(graph, proc)
-    device_inputs = [t.to(proc.device, proc.torch_dtype) for t in inputs]
-    outs = runner(*device_inputs)
-    proc.synchronize()
-    check = _check(graph, module, inputs, outs, proc, None if module else args.model) if args.check else None
-    samples = time_calls(lambda: runner(*device_inputs), proc, args.iters, args.warmup)
-    stats = LatencyStats.of(samples)
+    timed = run_single(graph, proc, inputs, args.iters, args.warmup, args.check, module, None if module else args.model)
+    samples, stats, check = timed.samples_ms, timed.stats, timed.check
     desc = proc.describe()
     print(f"model      {label}: {len(graph.nodes)} ops, {total_flops(graph) / 1e9:.2f} GFLOPs")
     extra = f", {desc['threads']} threads" if "threads" in desc else f", {desc.get('name', '')}"
@@ -275,25 +244,16 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def _predicted_vs_traced(graph: Graph, plan: Any, pair: tuple[Processor, Processor], trace: Any) -> None:
     """Where a cached model profile of these processors exists: each processor's op time
     predicted against traced, and the ops predicted worst."""
-    from .plan import CostModel, predict_plan
-    from .profile.model import profile_path
+    from .bench.report import predicted_vs_traced
 
-    path = profile_path(graph, pair)
-    if not path.exists():
+    got = predicted_vs_traced(graph, plan, pair, trace)
+    if got is None:
         return
-    cost = CostModel.from_json(json.loads(path.read_text()))
-    pred = predict_plan(graph, plan, cost)
-    got: dict[tuple[str, int], float] = {}
-    for e in trace.events:
-        if e.kind == "run":
-            got[(e.name, trace.tracks.index(e.track))] = got.get((e.name, trace.tracks.index(e.track)), 0.0) + (
-                e.end_ms - e.start_ms)
+    pred, traced = got.predicted, got.traced_busy_ms
     print(f"predicted  call {pred.total_ms:.2f} ms; ops on processor 0 {pred.busy_ms[0]:.2f} ms "
-          f"(traced {sum(v for (n, q), v in got.items() if q == 0):.2f}), processor 1 {pred.busy_ms[1]:.2f} ms "
-          f"(traced {sum(v for (n, q), v in got.items() if q == 1):.2f}); from {path.name}")
-    rows = [(got.get((n, q), 0.0) - ms[q], n, q, ms[q], got.get((n, q), 0.0)) for n, ms in pred.node_ms.items()
-            for q in (0, 1) if ms[q] > 0]
-    for diff, n, q, p_ms, t_ms in sorted(rows, key=lambda r: -abs(r[0]))[:8]:
+          f"(traced {traced[0]:.2f}), processor 1 {pred.busy_ms[1]:.2f} ms "
+          f"(traced {traced[1]:.2f}); from {got.profile.name}")
+    for diff, n, q, p_ms, t_ms in got.worst:
         print(f"  {n:<40} processor {q}: predicted {p_ms:7.3f} ms, traced {t_ms:7.3f} ms ({diff:+.3f})")
 
 
@@ -330,19 +290,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
-           outs: list[torch.Tensor], proc: Processor, onnx_path: str | None = None) -> dict[str, Any]:
-    """Compare outputs with the reference (:func:`_references`: the PyTorch module,
-    onnxruntime, or codl's own fp32 CPU run, said which): the worst ||y - ref|| / ||ref||
-    over the outputs, and for information the worst max |y - ref| / max |ref|."""
-    refs, against = _references(graph, module, inputs, onnx_path)
-    against = f"vs {against}"
-    errors, tol = compare(outs, refs), tolerance(proc)
-    return {"against": against, **errors, "tolerance": tol, "ok": errors["rel_l2_error"] <= tol}
-
-
 def cmd_bench_model(args: argparse.Namespace) -> int:
     from .bench.model import bench_model, format_results
+    from .bench.report import require_matplotlib, traced_strategy
     from .plan import STRATEGIES
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -355,13 +305,10 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     pair = _pair(args)
     graph, _, inputs, label = load_model(args)
     if args.report:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise CodlError("--report needs matplotlib for its plots (pip install matplotlib)") from None
-    traced = next((s for s in ("codl", "oracle", "layer-switch", "mulayer") if s in strategies), None)
+        require_matplotlib()
     res = bench_model(graph, pair, inputs, strategies, args.iters, args.warmup, seconds=args.seconds,
-                      traced=traced if args.report else None, budget_s=_budget(args), refresh=args.refresh_profile)
+                      traced=traced_strategy(strategies) if args.report else None, budget_s=_budget(args),
+                      refresh=args.refresh_profile)
     trace = res.pop("_trace", None)
     from . import __version__
     from .fingerprint import fingerprint
@@ -445,21 +392,13 @@ def _processor(args: argparse.Namespace) -> Processor:
 def _profile_file(args: argparse.Namespace, proc: Processor) -> Path:
     from .profile import profile_path
 
-    return profile_path(proc, Path(args.out) if getattr(args, "out", None) else None)
+    return profile_path(proc, _out_dir(args))
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    import random as _random
-
-    from .profile import (
-        conv_parts,
-        linear_parts,
-        model_samples,
-        noise_floor,
-        perturbed_samples,
-        random_samples,
-        run_profile,
-    )
+    from . import profile
+    from .profile.measure import NOISY_BELOW
+    from .profile.sampling import profile_samples
 
     devices = [d for d in args.device.split(",") if d]
     if len(devices) > 1:  # each device in turn, with the settings that apply to it and its own budget
@@ -483,23 +422,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     unknown = set(families) - {"conv", "linear"}
     if unknown:
         raise CodlError(f"--ops {sorted(unknown)}: profiled op families are conv, linear")
-    bases = []
-    if args.models:
-        for name in zoo.MODELS:
-            _log(f"collecting the ops of {name}")
-            bases += [b for b in model_samples(zoo.graph(name)) if b.family in families]
-        bases += perturbed_samples(list({b.key: b for b in bases}.values()), args.perturbed, args.seed)
-    for family in families:
-        bases += random_samples(family, args.random, args.seed)
-    bases = list({b.key: b for b in bases}.values())
-    pairs = [(b, part) for b in bases for part in (conv_parts(b) if b.family == "conv" else linear_parts(b))]
-    _random.Random(args.seed).shuffle(pairs)  # a budget-limited run covers the space evenly
+    pairs, ops = profile_samples(families, args.models, args.random, args.perturbed, args.seed)
     path = _profile_file(args, proc)
-    _log(f"profiling {len(pairs)} samples ({len(bases)} ops, whole and partial) on {proc.label} into {path}")
-    added = run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes,
-                        canary=args.canary)
+    _log(f"profiling {len(pairs)} samples ({ops} ops, whole and partial) on {proc.label} into {path}")
+    added = profile.run_profile(proc, pairs, path, args.budget * 60, args.repeats, args.warmup, args.passes,
+                                canary=args.canary)
     print(f"profile    {path}: {added} new measurements this run")
-    for family, noise in noise_floor(path).items():  # with two passes or more: how well they agree
+    for family, noise in profile.noise_floor(path).items():  # with two passes or more: how well they agree
         print(f"noise      {family}: two passes of a sample agree within +-10% for {noise['within_10']:.1%} "
               f"of {noise['samples']} samples")
         if noise["within_10"] < NOISY_BELOW:
@@ -510,24 +439,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-# a profile whose passes agree within +-10% for fewer samples than this cannot show the
-# predictors' goal (90% of predictions within +-10%)
-NOISY_BELOW = 0.9
-
-
-def _transfer_pair(args: argparse.Namespace, proc: Processor) -> tuple[Processor, Processor | None, Path]:
-    from .profile.transfer import transfer_path
-
-    cpu, cuda = (proc, None) if proc.kind.value == "cpu" else (Processor.parse("cpu"), proc)
-    if cuda is not None and cuda.kind.value != "cuda":
-        raise CodlError(f"data sharing is profiled between the CPU and a cuda device, not {cuda.label}")
-    return cpu, cuda, transfer_path(cpu, cuda, Path(args.out) if getattr(args, "out", None) else None)
+def _out_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.out) if getattr(args, "out", None) else None
 
 
 def _profile_transfers(args: argparse.Namespace, proc: Processor) -> int:
-    from .profile.transfer import run_transfer_profile
+    from .profile.transfer import run_transfer_profile, transfer_pair
 
-    cpu, cuda, path = _transfer_pair(args, proc)
+    cpu, cuda, path = transfer_pair(proc, _out_dir(args))
     _log(f"profiling data sharing between {cpu.label}" + (f" and {cuda.label}" if cuda else "") + f" into {path}")
     added = run_transfer_profile(cpu, cuda, path, passes=args.passes)
     print(f"profile    {path}: {added} new measurements this run")
@@ -536,9 +455,9 @@ def _profile_transfers(args: argparse.Namespace, proc: Processor) -> int:
 
 def _eval_transfers(args: argparse.Namespace) -> int:
     from .predict.transfer import evaluate_transfers
-    from .profile.transfer import load_transfers
+    from .profile.transfer import load_transfers, transfer_pair
 
-    path = Path(args.profile) if args.profile else _transfer_pair(args, _processor(args))[2]
+    path = Path(args.profile) if args.profile else transfer_pair(_processor(args), _out_dir(args))[2]
     results = evaluate_transfers(load_transfers(path))
     print(f"data-sharing model on {path.name} (fitted on every other size, scored on the sizes between)")
     print(f"{'kind':<12} {'+-10%':>6} {'+-15%':>6} {'RMSPE':>7} {'fixed us':>9} {'GB/s large':>10} {'split':>9}")
@@ -552,77 +471,43 @@ def _eval_transfers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_settings(path: Path) -> dict[str, Any]:
-    side = path.with_suffix(".json")
-    try:
-        return json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CodlError(f"{side}: the profile's settings file is missing or corrupted ({e})") from None
-
-
 def _profile_rows(args: argparse.Namespace) -> tuple[Path, dict[str, Any], list]:
     """The profile a predictor command works on, what it measured, and its rows."""
-    from .profile import load_profile
+    from .predict.profiles import profile_configs
+    from .profile.measure import locate_profile
 
-    if args.profile:  # any profile, possibly from another machine: its own settings say what it measured
-        path = Path(args.profile)
-        described = _profile_settings(path)["processor"]
-    else:
-        proc = _processor(args)
-        path, described = _profile_file(args, proc), proc.describe()
-    return path, described, [(base, sample.config(), ms) for base, sample, ms in load_profile(path)]
+    # --profile: any profile, possibly from another machine: its own settings say what it measured
+    path, described = locate_profile(None if args.profile else _processor(args),
+                                     Path(args.profile) if args.profile else None, _out_dir(args))
+    return path, described, profile_configs(path)
 
 
 def cmd_predictor_fit(args: argparse.Namespace) -> int:
-    from .predict.evaluate import fit_analytic, hardware_candidates
-    from .predict.linear_model import FlopsPredictor
+    from .predict.profiles import fit_per_family
 
     path, described, rows = _profile_rows(args)
     out_dir = Path(args.models or path.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for family in sorted({c.family for _, c, _ in rows}):
-        configs = [c for _, c, _ in rows if c.family == family]
-        times = [t for _, c, t in rows if c.family == family]
-        if args.predictor == "analytic":
-            model: Any = fit_analytic(family, configs, times, hardware_candidates(described))
-        elif args.predictor == "flops":
-            model = FlopsPredictor(family, hardware_candidates(described)[0]).fit(configs, times)
-        else:
-            from .predict.forest import ForestPredictor
-
-            model = ForestPredictor(family, seed=args.seed).fit(configs, times)
+    samples = Counter(c.family for _, c, _ in rows)
+    for family, model in fit_per_family(rows, described, args.predictor, args.seed).items():
         target = out_dir / f"{path.stem}.{args.predictor}.{family}.json"
         model.save(str(target))
-        print(f"{family:<7} {args.predictor} predictor fitted on {len(configs)} samples: {target} "
+        print(f"{family:<7} {args.predictor} predictor fitted on {samples[family]} samples: {target} "
               f"({target.stat().st_size} bytes)")
     return 0
 
 
 def _model_op_keys() -> frozenset[str]:
-    """Sample keys of the built-in models' convs and linears, cached under the codl cache
-    (building the models takes half a minute) and keyed by the zoo's source."""
-    import hashlib
+    """The built-in models' op keys (:func:`codl.profile.sampling.model_op_keys`), looked
+    up here when called, so that tests can stand in a few ops for the zoo's."""
+    from .profile.sampling import model_op_keys
 
-    from .profile import model_samples
-    from .settings import cache_dir
-
-    sources = sorted(Path(zoo.__file__).parent.glob("*.py"))
-    digest = hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    path = cache_dir() / f"model-ops-{digest}.json"
-    try:
-        return frozenset(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        pass
-    _log("collecting the built-in models' ops (once; cached)")
-    keys = sorted({b.key for name in zoo.MODELS for b in model_samples(zoo.graph(name))})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(keys))
-    return frozenset(keys)
+    return model_op_keys()
 
 
 def cmd_predictor_eval(args: argparse.Namespace) -> int:
+    from . import profile
     from .predict.evaluate import evaluate_splits
-    from .profile import noise_floor
 
     if args.transfers:
         return _eval_transfers(args)
@@ -631,7 +516,7 @@ def cmd_predictor_eval(args: argparse.Namespace) -> int:
     path, described, rows = _profile_rows(args)
     model_ops = _model_op_keys() if args.model_ops else frozenset()
     results = evaluate_splits(rows, described, range(args.seed, args.seed + args.splits), model_ops=model_ops)
-    noise = noise_floor(path)
+    noise = profile.noise_floor(path)
     print(f"predictors on {path.name} ({len(rows)} measured samples; held out by op"
           + (f"; means over {args.splits} random splits, +-10% range in brackets)" if args.splits > 1 else ")"))
     if not noise:

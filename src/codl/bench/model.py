@@ -31,6 +31,7 @@ from ..profile.model import load_or_profile
 from ..runtime.session import compile, pair_defaults
 from ..timing import LatencyStats, time_interleaved
 from .energy import peak_host_mb
+from .report import op_rows
 
 BENCH_SCHEMA_VERSION = 1
 SINGLES = ("cpu", "gpu")
@@ -141,29 +142,6 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             "warnings": warnings(rows, samples, len(samples[names[0]])),
             **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
                if trace is not None else {})}
-
-
-def op_rows(graph: Graph, plan: Plan, cost: CostModel, trace: Any) -> list[dict[str, Any]]:
-    """Per op of ``plan``: placement, predicted ms on each processor (the cost model),
-    measured ms on each processor (one traced call)."""
-    from ..plan import predict_plan
-
-    pred = predict_plan(graph, plan, cost).node_ms
-    got: dict[tuple[str, int], float] = {}
-    for e in trace.events:
-        if e.kind == "run" and e.track in trace.tracks[:2]:
-            key = (e.name, trace.tracks.index(e.track))
-            got[key] = got.get(key, 0.0) + e.end_ms - e.start_ms
-    rows = []
-    for node in graph.nodes:
-        p = plan.placements[node.name]
-        rows.append({"op": node.name, "type": node.op.value,
-                     "placement": "split" if p.is_split else ("processor 1" if p.processor else "processor 0"),
-                     "dim": p.dim.value if p.is_split else "", "ratio": p.rho,
-                     "predicted_ms_0": pred.get(node.name, (0.0, 0.0))[0],
-                     "predicted_ms_1": pred.get(node.name, (0.0, 0.0))[1],
-                     "measured_ms_0": got.get((node.name, 0), 0.0), "measured_ms_1": got.get((node.name, 1), 0.0)})
-    return rows
 
 
 def warnings(rows: list[dict], samples: dict[str, list[float]], rounds: int) -> list[str]:

@@ -42,6 +42,16 @@ def transfer_path(cpu: Processor, cuda: Processor | None, root: Path | None = No
     return op_path.with_name(op_path.name.replace("-", "-transfers-", 1))
 
 
+def transfer_pair(processor: Processor, root: Path | None = None) -> tuple[Processor, Processor | None, Path]:
+    """The CPU and the CUDA device whose data sharing a profile of ``processor``
+    measures (a CPU alone: its own conversions; a CUDA device: with the default CPU),
+    and where that profile is kept (under ``root``)."""
+    cpu, cuda = (processor, None) if processor.kind.value == "cpu" else (Processor.parse("cpu"), processor)
+    if cuda is not None and cuda.kind.value != "cuda":
+        raise CodlError(f"data sharing is profiled between the CPU and a cuda device, not {cuda.label}")
+    return cpu, cuda, transfer_path(cpu, cuda, root)
+
+
 def _layout_side(nbytes: int) -> int:
     """Height and width of the 64-channel fp32 activation of about ``nbytes``."""
     return int(max(1, round((max(1, nbytes // 4) // 64) ** 0.5)))
