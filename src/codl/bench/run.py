@@ -1,5 +1,5 @@
-"""``codl run`` and ``codl check``: a graph timed on one processor, or a plan on the two
-it names, with its outputs checked against the reference.
+"""``codl run``, ``codl check`` and ``codl trace``: a graph timed on one processor, or a
+plan on its two, with the outputs checked against the reference; one traced call.
 
 The timing helpers are in :mod:`codl.timing`; they keep their names here too, for the
 tests and scripts that import them from this module.
@@ -7,6 +7,7 @@ tests and scripts that import them from this module.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..plan.types import Plan
 from ..processors import Processor
 from ..runtime import ReferenceRunner
 from ..runtime.session import compile
+from ..runtime.trace import Trace
 from ..timing import (
     LatencyStats,
     _host_block,
@@ -26,7 +28,7 @@ from ..timing import (
 )
 from .accuracy import check_elements, check_outputs, reference_outputs, tolerance
 
-__all__ = ["Timed", "run_single", "run_plan", "check_plan", "LatencyStats", "time_calls", "time_back_to_back",
+__all__ = ["Timed", "run_single", "run_plan", "check_plan", "trace_plan", "LatencyStats", "time_calls", "time_back_to_back",
            "host_launch_ms", "_host_block"]
 
 
@@ -81,3 +83,15 @@ def check_plan(graph: Graph, plan: Plan, processors: tuple[Processor, Processor]
     rtol = rtol if rtol is not None else max(tolerance(p) for p in processors)
     atol = atol if atol is not None else rtol * max(float(r.abs().max()) for r in refs)
     return {"against": against, **check_elements(outs, refs, rtol, atol)}
+
+
+def trace_plan(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
+               warmup: int, out: str | os.PathLike) -> Trace:
+    """One traced call of ``plan`` after ``warmup`` untraced ones; its trace-event JSON
+    is written to ``out`` (ui.perfetto.dev, chrome://tracing)."""
+    with compile(graph, plan, processors) as session:
+        for _ in range(warmup):
+            session(*inputs)
+        session(*inputs, trace=True)
+        session.save_trace(out)
+        return session.last_trace
