@@ -34,7 +34,8 @@ from codl.plan import (
     split_dims,
     verify_plan,
 )
-from codl.plan.search import Problem, candidates, chain_search
+from codl.plan.chains import chain_search
+from codl.plan.problem import Problem, candidates
 from codl.plan.simulate import predict_single
 from codl.processors import Processor
 from codl.profile.model import load_or_profile, profile_path

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ..ir.graph import DType
+from ..ir.graph import DType, Graph
 from ..processors import Processor
+from ..runtime import ReferenceRunner
 
 
 def tolerance(proc: Processor) -> float:
@@ -58,3 +59,32 @@ def check_elements(outputs: Sequence[torch.Tensor], references: Sequence[torch.T
         need_atol = max(need_atol, float((diff - rtol * r.abs()).clamp_min(0).max()))
     return {"ok": failing == 0, "rtol": rtol, "atol": atol, "failing": failing, "elements": total,
             "worst": worst, "smallest_rtol": need_rtol, "smallest_atol": need_atol}
+
+
+def reference_outputs(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
+                      onnx_path: str | None) -> tuple[list[torch.Tensor], str]:
+    """Reference outputs of ``graph`` on ``inputs`` and what gave them: the PyTorch
+    ``module`` where there is one (built-in models), onnxruntime on the ONNX file at
+    ``onnx_path`` where installed, else codl's own fp32 CPU run (said so)."""
+    with torch.inference_mode():
+        if module is not None:
+            ref = module(*inputs)
+            return ([ref] if isinstance(ref, torch.Tensor) else list(ref)), "the PyTorch module, fp32 on the CPU"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return list(ReferenceRunner(graph, Processor.parse("cpu"))(*inputs)), (
+            "codl's own fp32 CPU run (install onnxruntime to check against it)")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    return [torch.from_numpy(o) for o in sess.run(None, feeds)], "onnxruntime (CPU)"
+
+
+def check_outputs(graph: Graph, module: torch.nn.Module | None, inputs: list[torch.Tensor],
+                  outs: list[torch.Tensor], proc: Processor, onnx_path: str | None = None) -> dict[str, Any]:
+    """Outputs against the reference (:func:`reference_outputs`, said which): the worst
+    ||y - ref|| / ||ref|| over the outputs against ``proc``'s :func:`tolerance`, and for
+    information the worst max |y - ref| / max |ref|."""
+    refs, against = reference_outputs(graph, module, inputs, onnx_path)
+    errors, tol = compare(outs, refs), tolerance(proc)
+    return {"against": f"vs {against}", **errors, "tolerance": tol, "ok": errors["rel_l2_error"] <= tol}

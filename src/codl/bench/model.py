@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import statistics
 import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -31,8 +29,9 @@ from ..plan.simulate import format_summary, placement_summary
 from ..processors import Processor, ProcessorKind
 from ..profile.model import load_or_profile
 from ..runtime.session import compile, pair_defaults
+from ..timing import LatencyStats, time_interleaved
 from .energy import peak_host_mb
-from .run import LatencyStats
+from .report import op_rows
 
 BENCH_SCHEMA_VERSION = 1
 SINGLES = ("cpu", "gpu")
@@ -100,24 +99,13 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                            and plan_key(results[t].plan, pairs[t]) == plan_key(results[s].plan, pairs[s])), s)
     timed = [s for s in names if same_as[s] == s]
     sessions = {s: compile(graph, results[s].plan, pairs[s]) for s in timed}
-    samples: dict[str, list[float]] = {s: [] for s in timed}
     try:
         with torch.inference_mode():
             for s in timed:
                 for _ in range(warmup):
                     sessions[s](*inputs)
             say(f"timing {iters} rounds of {len(timed)} plans, interleaved")
-            order = list(timed)
-            rng = random.Random(0)
-            start, rounds = time.perf_counter(), 0
-            while (rounds < iters if seconds is None else
-                   rounds < 3 or time.perf_counter() - start < seconds):  # each round in a new order
-                rounds += 1
-                rng.shuffle(order)
-                for s in order:
-                    t = time.perf_counter()
-                    sessions[s](*inputs)
-                    samples[s].append((time.perf_counter() - t) * 1e3)
+            samples = time_interleaved({s: (lambda s=s: sessions[s](*inputs)) for s in timed}, iters, seconds)
             energy = {}
             if measure_power:
                 from .energy import Nvml, Rapl, measure_energy
@@ -187,29 +175,6 @@ def plan_key(plan: Plan, pair: tuple[Processor, Processor]) -> tuple:
     cuts = tuple(sorted((k, p.dim.value, p.rho) if p.is_split else (k, "whole", p.processor)
                         for k, p in plan.placements.items()))
     return cuts, tuple(tuple(c) for c in plan.chains), tuple(repr(p) for p in pair)
-
-
-def op_rows(graph: Graph, plan: Plan, cost: CostModel, trace: Any) -> list[dict[str, Any]]:
-    """Per op of ``plan``: placement, predicted ms on each processor (the cost model),
-    measured ms on each processor (one traced call)."""
-    from ..plan import predict_plan
-
-    pred = predict_plan(graph, plan, cost).node_ms
-    got: dict[tuple[str, int], float] = {}
-    for e in trace.events:
-        if e.kind == "run" and e.track in trace.tracks[:2]:
-            key = (e.name, trace.tracks.index(e.track))
-            got[key] = got.get(key, 0.0) + e.end_ms - e.start_ms
-    rows = []
-    for node in graph.nodes:
-        p = plan.placements[node.name]
-        rows.append({"op": node.name, "type": node.op.value,
-                     "placement": "split" if p.is_split else ("processor 1" if p.processor else "processor 0"),
-                     "dim": p.dim.value if p.is_split else "", "ratio": p.rho,
-                     "predicted_ms_0": pred.get(node.name, (0.0, 0.0))[0],
-                     "predicted_ms_1": pred.get(node.name, (0.0, 0.0))[1],
-                     "measured_ms_0": got.get((node.name, 0), 0.0), "measured_ms_1": got.get((node.name, 1), 0.0)})
-    return rows
 
 
 def warnings(rows: list[dict], samples: dict[str, list[float]], rounds: int) -> list[str]:

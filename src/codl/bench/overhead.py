@@ -33,7 +33,7 @@ from ..plan import Placement, Plan
 from ..processors import Processor, ProcessorKind, typed_processor
 from ..runtime import ReferenceRunner
 from ..runtime.session import compile
-from .run import LatencyStats, time_calls
+from ..timing import LatencyStats, time_calls
 
 
 def processors_for(device: str, native: bool) -> tuple[Processor, Processor]:

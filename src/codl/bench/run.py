@@ -1,192 +1,97 @@
-"""Timing a runner: warm-up, repeated measured runs, and summary statistics.
+"""``codl run``, ``codl check`` and ``codl trace``: a graph timed on one processor, or a
+plan on its two, with the outputs checked against the reference; one traced call.
 
-Each iteration is timed on the host clock from a synchronised device to a synchronised
-device, so it covers the whole inference (all kernels, all launches) with inputs already
-resident on the device and outputs left there. Progress goes to stderr, never inside
-the timed loop.
+The timing helpers are in :mod:`codl.timing`; they keep their names here too, for the
+tests and scripts that import them from this module.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+import os
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import torch
 
+from ..ir.graph import Graph
+from ..plan.types import Plan
 from ..processors import Processor
+from ..runtime import ReferenceRunner
+from ..runtime.session import compile
+from ..runtime.trace import Trace
+from ..timing import (
+    LatencyStats,
+    _host_block,
+    host_launch_ms,
+    time_back_to_back,
+    time_calls,
+)
+from .accuracy import check_elements, check_outputs, reference_outputs, tolerance
+
+__all__ = ["Timed", "run_single", "run_plan", "check_plan", "trace_plan", "LatencyStats", "time_calls", "time_back_to_back",
+           "host_launch_ms", "_host_block"]
 
 
-@dataclass(frozen=True)
-class LatencyStats:
-    """Summary of measured latencies, in milliseconds."""
+@dataclass
+class Timed:
+    """Measured latencies (ms), their statistics, and the output check (``None`` when
+    not asked for; else :func:`codl.bench.accuracy.check_outputs`)."""
 
-    count: int
-    median_ms: float
-    mean_ms: float
-    min_ms: float
-    max_ms: float
-    p90_ms: float
-    std_ms: float
-
-    @staticmethod
-    def of(samples_ms: Sequence[float]) -> "LatencyStats":
-        a = np.asarray(samples_ms, dtype=np.float64)
-        if a.size == 0:
-            raise ValueError("no samples")
-        return LatencyStats(int(a.size), float(np.median(a)), float(a.mean()), float(a.min()), float(a.max()),
-                            float(np.percentile(a, 90)), float(a.std()))
-
-    def to_json(self) -> dict[str, float]:
-        return asdict(self)
+    samples_ms: list[float]
+    stats: LatencyStats
+    check: dict[str, Any] | None
 
 
-def time_calls(fn: Callable[[], object], processor: Processor, iters: int, warmup: int,
-               label: str = "", progress: bool = True) -> list[float]:
-    """Latency in ms of ``iters`` calls of ``fn`` after ``warmup`` untimed calls."""
-    if iters < 1 or warmup < 0:
-        raise ValueError("iters must be >= 1 and warmup >= 0")
-
-    def say(text: str) -> None:
-        if progress:
-            print(f"codl: {label}{text}", file=sys.stderr, flush=True)
-
-    with torch.inference_mode():
-        if warmup:
-            say(f"warming up ({warmup} runs)")
-            for _ in range(warmup):
-                fn()
-            processor.synchronize()
-        say(f"timing {iters} runs")
-        samples = []
-        for _ in range(iters):
-            processor.synchronize()
-            start = time.perf_counter()
-            fn()
-            processor.synchronize()
-            samples.append((time.perf_counter() - start) * 1e3)
-    return samples
+def run_single(graph: Graph, processor: Processor, inputs: list[torch.Tensor], iters: int, warmup: int,
+               check: bool = True, module: torch.nn.Module | None = None, onnx_path: str | None = None) -> Timed:
+    """``graph`` on ``processor`` with its inputs already on the device: one checked call
+    (against ``module`` or the ONNX file, see :func:`reference_outputs`), then ``iters``
+    timed calls after ``warmup``."""
+    runner = ReferenceRunner(graph, processor)
+    device_inputs = [t.to(processor.device, processor.torch_dtype) for t in inputs]
+    outs = runner(*device_inputs)
+    processor.synchronize()
+    checked = check_outputs(graph, module, inputs, outs, processor, onnx_path) if check else None
+    samples = time_calls(lambda: runner(*device_inputs), processor, iters, warmup)
+    return Timed(samples, LatencyStats.of(samples), checked)
 
 
-def time_back_to_back(fn: Callable[[], object], processor: Processor, repeats: int, warmup: int,
-                      target_ms: float = 1.0, max_batch: int = 1000) -> tuple[list[float], int, str]:
-    """Per-call latency in ms of ``fn`` run back to back.
-
-    Calls are timed in blocks of ``batch`` calls, ``batch`` chosen from one warm call so
-    that a block lasts about ``target_ms``; each of the ``repeats`` blocks gives one
-    sample (block time / batch).
-
-    On CUDA the block is captured once as a CUDA graph and replayed, timed with events
-    on the processor's stream: the samples are the device's time for the op's kernels
-    (gaps between kernels included), without the host's launch cost, which on a fast
-    GPU exceeds most kernels and would otherwise be what is timed (see
-    :func:`host_launch_ms`). If the op cannot be captured, the eager calls are timed
-    with events instead. Elsewhere blocks are timed on the host clock from a
-    synchronised device to a synchronised device. Returns (samples, batch, clock),
-    clock being "graph", "events" or "host".
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
-    with torch.inference_mode():
-        for _ in range(max(warmup, 1)):
-            fn()
-        processor.synchronize()
-        if processor.kind.value != "cuda":
-            block = _host_block(fn, processor)
-            clock = "host"
-        else:
-            try:
-                block = _GraphBlock(fn, processor)
-                block(1)
-                clock = "graph"
-            except RuntimeError:  # not capturable: eager launches, device clock
-                torch.cuda.synchronize(processor.index)
-                block = _event_block(fn, processor)
-                clock = "events"
-        one = min(block(1) for _ in range(2))
-        batch = int(min(max_batch, max(1, np.ceil(target_ms / max(one, 1e-6)))))
-        if isinstance(block, _GraphBlock):  # the blocks replayed back to back, after a warm one
-            samples = block.samples(batch, repeats)
-        else:
-            samples = [block(batch) for _ in range(repeats)]
-    return samples, batch, clock
+def run_plan(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
+             iters: int, warmup: int, check: bool = True, module: torch.nn.Module | None = None,
+             onnx_path: str | None = None) -> Timed:
+    """``plan`` co-executed on ``processors`` (host inputs, outputs back on the host):
+    one call checked at the looser tolerance of the two processors, then ``iters`` timed
+    calls after ``warmup``."""
+    with compile(graph, plan, processors) as session:
+        outs = session(*inputs)
+        worst = max(processors, key=tolerance)
+        checked = check_outputs(graph, module, inputs, outs, worst, onnx_path) if check else None
+        samples = time_calls(lambda: session(*inputs), processors[0], iters, warmup)
+    return Timed(samples, LatencyStats.of(samples), checked)
 
 
-def _host_block(fn: Callable[[], object], processor: Processor) -> Callable[[int], float]:
-    def block(n: int) -> float:
-        processor.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        processor.synchronize()
-        return (time.perf_counter() - t0) * 1e3 / n
-    return block
+def check_plan(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
+               module: torch.nn.Module | None = None, onnx_path: str | None = None, rtol: float | None = None,
+               atol: float | None = None) -> dict[str, Any]:
+    """``plan``'s co-executed outputs element by element against the reference
+    (:func:`codl.bench.accuracy.check_elements`, with ``against`` naming the reference).
+    Default ``rtol``: the looser tolerance of the two processors' types; default
+    ``atol``: ``rtol`` times the largest reference magnitude."""
+    refs, against = reference_outputs(graph, module, inputs, onnx_path)
+    with compile(graph, plan, processors) as session:
+        outs = session(*inputs)
+    rtol = rtol if rtol is not None else max(tolerance(p) for p in processors)
+    atol = atol if atol is not None else rtol * max(float(r.abs().max()) for r in refs)
+    return {"against": against, **check_elements(outs, refs, rtol, atol)}
 
 
-def _event_block(fn: Callable[[], object], processor: Processor) -> Callable[[int], float]:
-    def block(n: int) -> float:
-        with processor.work_context():
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(n):
-                fn()
-            end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / n
-    return block
-
-
-class _GraphBlock:
-    """Blocks of calls captured as one CUDA graph (the latest block size only)."""
-
-    def __init__(self, fn: Callable[[], object], processor: Processor) -> None:
-        self.fn, self.n, self.graph = fn, 0, None
-        self.stream = processor.stream() or torch.cuda.Stream(processor.index)
-
-    def capture(self, n: int) -> "torch.cuda.CUDAGraph":
-        if n != self.n:
-            self.graph, self.n = None, 0  # release the previous block's memory first
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                for _ in range(n):
-                    self.fn()
-            self.graph, self.n = graph, n
-        assert self.graph is not None
-        return self.graph
-
-    def __call__(self, n: int) -> float:
-        return _replay_ms(self.capture(n), self.stream, 1)[0] / n
-
-    def samples(self, n: int, repeats: int) -> list[float]:
-        return [ms / n for ms in _replay_ms(self.capture(n), self.stream, repeats)]
-
-
-def _replay_ms(graph: "torch.cuda.CUDAGraph", stream: "torch.cuda.Stream", times: int) -> list[float]:
-    """Device ms of ``times`` replays of ``graph`` issued back to back after one untimed
-    replay: the device never idles between them, so its clocks stay up."""
-    with torch.cuda.stream(stream):
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(times + 1)]
-        graph.replay()
-        for i in range(times):
-            events[i].record()
-            graph.replay()
-        events[times].record()
-    events[times].synchronize()
-    return [events[i].elapsed_time(events[i + 1]) for i in range(times)]
-
-
-def host_launch_ms(fn: Callable[[], object], processor: Processor, calls: int = 10, repeats: int = 3) -> float:
-    """Median host time in ms to issue one call of ``fn`` (back to back, without waiting
-    for the device): on a GPU, the launch cost the op adds to the issuing thread."""
-    times = []
-    with torch.inference_mode():
-        for _ in range(repeats):
-            processor.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times.append((time.perf_counter() - t0) * 1e3 / calls)
-        processor.synchronize()
-    return float(np.median(times))
+def trace_plan(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], inputs: list[torch.Tensor],
+               warmup: int, out: str | os.PathLike) -> Trace:
+    """One traced call of ``plan`` after ``warmup`` untraced ones; its trace-event JSON
+    is written to ``out`` (ui.perfetto.dev, chrome://tracing)."""
+    with compile(graph, plan, processors) as session:
+        for _ in range(warmup):
+            session(*inputs)
+        session(*inputs, trace=True)
+        session.save_trace(out)
+        return session.last_trace

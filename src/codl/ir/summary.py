@@ -20,7 +20,8 @@ class OpRow:
 
 
 def node_flops(graph: Graph, node: Node) -> int:
-    from ..ops import family
+    """FLOPs of one node (a multiply-add counts 2), from its op family."""
+    from ..ops import family  # the registry imports the IR, not the other way round
 
     ins = [graph.spec(i) for i in node.inputs]
     outs = [graph.spec(o) for o in node.outputs]

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from ..processors import Processor
 from ..runtime import ReferenceRunner
 from ..runtime.reference import to_processor
 from ..settings import cache_dir
-from ..bench.run import host_launch_ms, time_back_to_back
+from ..timing import host_launch_ms, time_back_to_back
 from .sampling import Sample
 
 _SAMPLE = [f.name for f in fields(Sample)]
@@ -76,6 +76,28 @@ def check_sidecar(path: Path, processor: Processor, canary: bool = False) -> Non
         raise CodlError(f"{path}: measured on another machine or software ({', '.join(diff)} differ)")
 
 
+def profile_settings(path: Path) -> dict[str, Any]:
+    """A profile's settings sidecar (what it measured: ``processor``, ``fingerprint``),
+    with a one-line error when it is missing or corrupted."""
+    side = path.with_suffix(".json")
+    try:
+        return json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CodlError(f"{side}: the profile's settings file is missing or corrupted ({e})") from None
+
+
+def locate_profile(processor: Processor | None, path: Path | None = None,
+                   root: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """A profile and the processor it measured (as :meth:`Processor.describe` records
+    it): ``path`` when given, any profile, possibly from another machine, whose settings
+    say what it measured; else this machine's profile of ``processor`` (under ``root``)."""
+    if path is not None:
+        return path, profile_settings(path)["processor"]
+    if processor is None:
+        raise ValueError("give a processor or a profile path")
+    return profile_path(processor, root), processor.describe()
+
+
 def measured(path: Path) -> set[tuple[str, int]]:
     """(sample key, pass) pairs already in a profile."""
     if not path.exists():
@@ -94,7 +116,7 @@ def run_profile(processor: Processor, samples: Iterable[tuple[Sample, Sample]], 
     so each sample is timed at moments minutes apart: the median over passes evens out
     slow drifts of the machine (clocks, neighbours), and the agreement between passes is
     the profile's noise floor (see :func:`noise_floor`). Each measurement is the median
-    of ``repeats`` blocks of back-to-back calls (:func:`codl.bench.run.time_back_to_back`):
+    of ``repeats`` blocks of back-to-back calls (:func:`codl.timing.time_back_to_back`):
     on a GPU the device time of the op's kernels, with the host's launch time per call
     recorded beside it (``launch_ms``).
 
@@ -229,6 +251,11 @@ def load_passes(path: Path) -> list[tuple[str, Sample, list[float]]]:
 def load_profile(path: Path) -> list[tuple[str, Sample, float]]:
     """(base key, sample, median ms over its passes) rows of a profile."""
     return [(base, sample, float(np.median(times))) for base, sample, times in load_passes(path)]
+
+
+# a profile whose passes agree within +-10% for fewer samples than this cannot show the
+# predictors' goal (90% of predictions within +-10%)
+NOISY_BELOW = 0.9
 
 
 def noise_floor(path: Path) -> dict[str, dict[str, float]]:

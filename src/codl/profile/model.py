@@ -5,10 +5,10 @@ of a :class:`codl.plan.cost.CostModel`.
 Each node runs on each processor (in the session's settings: types, layouts, threads, SM
 limit) on inputs from a reference run: whole, then for every dimension it splits on, the
 partial kernel a session runs for a share of that dimension (split points aligned as the
-session aligns them), timed back to back (:func:`codl.bench.run.time_back_to_back`: on
+session aligns them), timed back to back (:func:`codl.timing.time_back_to_back`: on
 CUDA one captured graph replayed, the device's time). Exchanges: between a CPU and a
 CUDA GPU, the session's own channel at 64 KB-16 MB each way
-(:func:`codl.bench.exchange.measure_exchange`) and the CPU's copy into pinned memory;
+(:func:`codl.profile.exchange.measure_exchange`) and the CPU's copy into pinned memory;
 between CPU groups, the hand-off of a posted piece between two threads and a copy.
 
 Profiles are cached under the codl cache, keyed by the graph's structure, the
@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from ..bench.run import time_back_to_back
+from ..atomic import write_atomic
 from ..fingerprint import fingerprint
 from ..ir.graph import Graph
 from ..ir.regions import full_box, relative
@@ -39,8 +39,9 @@ from ..processors import Processor, ProcessorKind
 from ..processors.base import cpu_cache_bytes
 from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
 from ..runtime.schedule import own_box
-from ..atomic import write_atomic
 from ..settings import cache_dir
+from ..timing import time_back_to_back
+from .exchange import measure_exchange
 
 SHARES = GRID
 PROFILE_VERSION = 3  # part of the cache key: bump when what a profile holds changes
@@ -204,8 +205,6 @@ def measure_links(processors: tuple[Processor, Processor], rounds: int = 10) -> 
     p0, p1 = processors
     copy_ms_per_mb = _cpu_copy_ms_per_mb(p0, pinned=p1.kind is ProcessorKind.CUDA)
     if p1.kind is ProcessorKind.CUDA:
-        from ..bench.exchange import measure_exchange
-
         conversion = ("none" if p0.dtype == p1.dtype and p0.channels_last == p1.channels_last else
                       "dtype" if p0.channels_last == p1.channels_last else "dtype+layout")
         rows = measure_exchange(rounds, p1.sm_limit, sizes=(64 << 10, 1 << 20, 4 << 20, 16 << 20),

@@ -13,14 +13,21 @@ import hashlib
 import json
 import math
 import random
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
+from .. import zoo
 from ..ir.graph import DType, Graph, Node, OpKind, TensorSpec
 from ..ir.regions import conv_rows
 from ..ir.verify import infer_node
-from ..predict.features import OpConfig, config_of
+from ..settings import cache_dir
 
-import numpy as np
+if TYPE_CHECKING:
+    from ..predict.features import OpConfig
 
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # Channel shares are whole multiples of this many channels, as in real networks: GPU
@@ -98,9 +105,12 @@ class Sample:
         return g
 
     def config(self) -> "OpConfig":
-        """The predictor's view of this op (through the one feature path)."""
-        g = self.graph(seed=None)
-        return config_of(g, g.nodes[0])
+        """The predictor's view of this op (:func:`codl.predict.profiles.sample_config`)."""
+        # predict/ comes after profile/, so it is imported when called: a convenience for
+        # callers holding a Sample (tests, scripts); the library goes through predict/
+        from ..predict.profiles import sample_config
+
+        return sample_config(self)
 
 
 def conv_parts(base: Sample) -> list[Sample]:
@@ -210,3 +220,47 @@ def random_samples(family: str, n: int, seed: int) -> list[Sample]:
         if _affordable(sample):
             out.append(sample)
     return out
+
+
+def profile_samples(families: Sequence[str], models: bool = True, random_ops: int = 150, perturbed: int = 2,
+                    seed: int = 0, progress: bool = True) -> tuple[list[tuple[Sample, Sample]], int]:
+    """What ``codl profile`` measures: with ``models``, the built-in models' ops of
+    ``families`` ("conv", "linear") and ``perturbed`` variants of each; ``random_ops``
+    random draws per family; each op whole and as its partial shares. Returns the
+    (base, sample) pairs, shuffled with ``seed`` so that a run cut short by its budget
+    covers the space evenly, and the number of distinct ops."""
+    bases: list[Sample] = []
+    if models:
+        for name in zoo.MODELS:
+            _say(f"collecting the ops of {name}", progress)
+            bases += [b for b in model_samples(zoo.graph(name)) if b.family in families]
+        bases += perturbed_samples(list({b.key: b for b in bases}.values()), perturbed, seed)
+    for family in families:
+        bases += random_samples(family, random_ops, seed)
+    bases = list({b.key: b for b in bases}.values())
+    pairs = [(b, part) for b in bases for part in (conv_parts(b) if b.family == "conv" else linear_parts(b))]
+    random.Random(seed).shuffle(pairs)
+    return pairs, len(bases)
+
+
+def model_op_keys(progress: bool = True) -> frozenset[str]:
+    """Sample keys of the built-in models' convs and linears (the ops a predictor is
+    scored on separately), cached under the codl cache, since building the models takes
+    half a minute, and keyed by the zoo's source."""
+    sources = sorted(Path(zoo.__file__).parent.glob("*.py"))
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    path = cache_dir() / f"model-ops-{digest}.json"
+    try:
+        return frozenset(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
+    _say("collecting the built-in models' ops (once; cached)", progress)
+    keys = sorted({b.key for name in zoo.MODELS for b in model_samples(zoo.graph(name))})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keys))
+    return frozenset(keys)
+
+
+def _say(text: str, progress: bool) -> None:
+    if progress:
+        print(f"codl: {text}", file=sys.stderr, flush=True)

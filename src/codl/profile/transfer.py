@@ -25,9 +25,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..bench.run import time_back_to_back
 from ..errors import CodlError
 from ..processors import Processor
+from ..timing import time_back_to_back
+from .exchange import signal_round_trips
 
 COLUMNS = ["kind", "bytes", "pass", "ms"]
 SIZES = tuple(int(2 ** e) for e in np.arange(12, 28.5, 0.5))  # 4 KiB .. 256 MiB
@@ -39,6 +40,16 @@ def transfer_path(cpu: Processor, cuda: Processor | None, root: Path | None = No
 
     op_path = profile_path(cuda or cpu, root)
     return op_path.with_name(op_path.name.replace("-", "-transfers-", 1))
+
+
+def transfer_pair(processor: Processor, root: Path | None = None) -> tuple[Processor, Processor | None, Path]:
+    """The CPU and the CUDA device whose data sharing a profile of ``processor``
+    measures (a CPU alone: its own conversions; a CUDA device: with the default CPU),
+    and where that profile is kept (under ``root``)."""
+    cpu, cuda = (processor, None) if processor.kind.value == "cpu" else (Processor.parse("cpu"), processor)
+    if cuda is not None and cuda.kind.value != "cuda":
+        raise CodlError(f"data sharing is profiled between the CPU and a cuda device, not {cuda.label}")
+    return cpu, cuda, transfer_path(cpu, cuda, root)
 
 
 def _layout_side(nbytes: int) -> int:
@@ -107,8 +118,6 @@ def run_transfer_profile(cpu: Processor, cuda: Processor | None, path: Path, pas
                     added += 1
                 f.flush()
             if cuda is not None:
-                from ..bench.exchange import signal_round_trips
-
                 for mode, ms in signal_round_trips(200, cuda.index).items():
                     kind = f"sync_{mode}"
                     if (kind, 0, p) not in done:

@@ -1,0 +1,148 @@
+"""Algorithm 1 of CoDL over row splits: runs of nodes that each read only the previous
+one's output are chained (each processor keeps its rows through the chain, halos grown
+backwards, no exchange inside), where the additive cost (:mod:`codl.plan.problem`) of
+the chained segment beats the nodes split one by one.
+"""
+
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ir.regions import Box, Dim, full_box, hull, is_empty
+from .problem import Problem
+from .random import split_dims
+from .types import Placement, Plan
+
+MAX_CHAIN = 6
+CHAIN_DELTAS = (-0.1, 0.0, 0.1)  # on the measured grid
+
+
+def _chain_segments(graph: Graph) -> list[list[str]]:
+    """Runs of nodes that can form a row chain: each reads the previous node's output,
+    which nobody else reads, and all split on rows."""
+    consumers = graph.consumers()
+    outs = set(graph.outputs)
+    runs: list[list[str]] = []
+    for node in graph.nodes:
+        if Dim.H not in split_dims(graph, node.name):
+            continue
+        prev = graph.node(runs[-1][-1]) if runs else None
+        if prev is not None and prev.outputs[0] in node.inputs:
+            users = consumers.get(prev.outputs[0], [])
+            if len(users) == 1 and prev.outputs[0] not in outs:
+                runs[-1].append(node.name)
+                continue
+        runs.append([node.name])
+    return [r for r in runs if len(r) > 1]
+
+
+def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CHAIN) -> Plan:
+    """Algorithm 1 over row splits: for each split head, chains of 2..max_len nodes at
+    the head's share +- CHAIN_DELTAS, kept where the additive cost (nodes as max of each
+    processor's sum, halos included, plus the edges in and out) beats the current one."""
+    graph = problem.graph
+    plan = problem.plan(choice)
+    chained: set[str] = set()
+    for run in _chain_segments(graph):
+        i = 0
+        while i < len(run) - 1:
+            head = run[i]
+            hp = plan.placements[head]
+            if head in chained or not (hp.is_split and hp.dim is Dim.H):
+                i += 1
+                continue
+            best: tuple[float, int, float] | None = None
+            for j in range(i + 2, min(len(run), i + max_len) + 1):
+                seg = run[i:j]
+                now = _segment_now(problem, choice, seg)
+                for d in CHAIN_DELTAS:
+                    rho = round(min(0.95, max(0.05, hp.rho + d)), 3)
+                    c = _segment_chained(problem, plan, choice, seg, rho)
+                    if c < now - 1e-9 and (best is None or now - c > best[0]):
+                        best = (now - c, j, rho)
+            if best is None:
+                i += 1
+                continue
+            _, j, rho = best
+            seg = run[i:j]
+            for n in seg:
+                plan.placements[n] = Placement(Dim.H, rho)
+            plan.chains.append(seg)
+            chained.update(seg)
+            i = j
+    return plan
+
+
+def _segment_now(problem: Problem, choice: dict[str, int], seg: list[str]) -> float:
+    """Additive cost of the segment's nodes and every edge touching them, as chosen."""
+    t = sum(float(problem.node_cost[n][choice[n]]) for n in seg)
+    seen: set[int] = set()
+    for n in seg:
+        for e in problem.in_edges[n] + problem.out_edges[n]:
+            if e not in seen:
+                seen.add(e)
+                u, v, m = problem.edges[e]
+                t += float(m[choice[u], choice[v] if v is not None else 0])
+    return t
+
+
+def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: list[str], rho: float) -> float:
+    graph, cost = problem.graph, problem.cost
+    placement = Placement(Dim.H, rho)
+    boxes: dict[str, list[Box | None]] = {}
+    for k in range(len(seg) - 1, -1, -1):
+        node = graph.node(seg[k])
+        regions = []
+        for q in (0, 1):
+            box = problem.own(node, placement)[q]
+            if k + 1 < len(seg):
+                nxt = graph.node(seg[k + 1])
+                need = problem.input_boxes(nxt, boxes[seg[k + 1]][q])
+                for name, b in zip(nxt.inputs, need):
+                    if name == node.outputs[0]:
+                        box = hull(box, b)
+            regions.append(box)
+        boxes[seg[k]] = regions
+    sums = [0.0, 0.0]
+    for n in seg:
+        node = graph.node(n)
+        for q in (0, 1):
+            b = boxes[n][q]
+            share = 0.0 if is_empty(b) else problem.share(node, Placement(Dim.H, rho), b)
+            sums[q] += cost.op_ms(n, q, Dim.H, share) if share > 0 else 0.0
+    t = max(sums)
+    # edges into the segment from outside, with the enlarged needs; edges out of the tail
+    inside = set(seg)
+    for n in seg:
+        node = graph.node(n)
+        for e in problem.in_edges[n]:
+            u, _, _ = problem.edges[e]
+            if u in inside:
+                continue
+            tensor = next(o for o in graph.node(u).outputs if o in node.inputs)
+            held = problem.held[tensor][choice[u]]
+            need = [None, None]
+            for q in (0, 1):
+                for name, b in zip(node.inputs, problem.input_boxes(node, boxes[n][q])):
+                    if name == tensor:
+                        need[q] = hull(need[q], b)
+            t += problem.edge_ms(held, (need[0], need[1]))
+    tail = graph.node(seg[-1])
+    own = problem.own(tail, placement)
+    for e in problem.out_edges[seg[-1]]:
+        _, v, _ = problem.edges[e]
+        if v is None:
+            need = (full_box(graph.spec(tail.outputs[0]).shape), None)
+        else:
+            vn = graph.node(v)
+            vp = problem.cands[v][choice[v]]
+            vown = problem.own(vn, vp)
+            need_q = []
+            for q in (0, 1):
+                nb = None
+                for name, b in zip(vn.inputs, problem.input_boxes(vn, vown[q])):
+                    if name == tail.outputs[0]:
+                        nb = hull(nb, b)
+                need_q.append(nb)
+            need = (need_q[0], need_q[1])
+        t += problem.edge_ms(own, need)
+    return t

@@ -1,0 +1,292 @@
+"""The additive cost model the planners search (CoDL's Eq. 2, per node), precomputed.
+
+A node whole on processor p costs its time there; a split node costs ``max(T_0, T_1)``
+of its two shares; an edge between a producer and a consumer costs the exchange of what
+each processor needs of the tensor and does not compute itself (``T_trans + T_sync``,
+the slower direction, from the cost model's links, plus the copy that assembles an
+input from two pieces). Graph outputs are read on processor 0.
+
+:class:`Problem` holds every node's candidate placements, their costs and the edge cost
+matrices (numpy over candidate boxes), and solves it: dynamic programming over the
+producer tree (exact when every tensor has one consumer), then single-node descent to
+a local optimum, keeping the best of that and both single-processor plans.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import CodlError
+from ..ir.graph import Graph, Node
+from ..ir.regions import Box, Dim, full_box, hull, is_empty
+from ..ops import family
+from ..runtime.schedule import share_boxes, split_alignment
+from .cost import GRID, CostModel
+from .random import split_dims
+from .types import Placement, Plan
+
+SHARES = GRID
+
+
+def _stacked(boxes: list[Box | None], rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end arrays [len(boxes), rank] (zeros for no region)."""
+    a = np.array([[b for pair in box for b in pair] if not is_empty(box) else [0] * (2 * rank) for box in boxes],
+                 dtype=np.float64).reshape(len(boxes), rank, 2)
+    return a[:, :, 0], a[:, :, 1]
+
+
+class Problem:
+    """Candidates, node costs and edge cost matrices of the additive model."""
+
+    def __init__(self, graph: Graph, cost: CostModel, cands: dict[str, list[Placement]],
+                 keep: int | None = None) -> None:
+        """``keep``: per node and split dimension, only the ``keep`` shares whose own
+        cost is lowest stay candidates (fewer candidates, a faster search)."""
+        cost.check(graph)
+        self.graph, self.cost, self.cands = graph, cost, dict(cands)
+        self._owns: dict[tuple[str, bool, float], tuple[Box | None, Box | None]] = {}
+        self._fulls: dict[str, Box] = {}
+        self._sigs: dict[str, tuple] = {}  # node -> family, input specs, output spec, boxes
+        self._needs: dict[tuple[str, Box], list[Box]] = {}
+        self._axes: dict[tuple[str, bool], tuple[int, int]] = {}
+        self.order = [n.name for n in graph.nodes]
+        consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
+        producers = graph.producers()
+        # own boxes per candidate per processor for every output tensor
+        self.held: dict[str, list[tuple[Box | None, Box | None]]] = {}
+        self.node_cost: dict[str, np.ndarray] = {}
+        owns: dict[str, list[tuple[Box | None, Box | None]]] = {}
+        for node in graph.nodes:
+            boxes = [self.own(node, p) for p in self.cands[node.name]]
+            costs = [self._node_ms(node, p, b) for p, b in zip(self.cands[node.name], boxes)]
+            if keep is not None:
+                kept = _best_per_dim(self.cands[node.name], costs, keep)
+                self.cands[node.name] = [self.cands[node.name][k] for k in kept]
+                boxes, costs = [boxes[k] for k in kept], [costs[k] for k in kept]
+            self.node_cost[node.name] = np.array(costs)
+            owns[node.name] = boxes
+            for out in node.outputs:
+                if len(node.outputs) == 1:
+                    self.held[out] = boxes
+                else:
+                    full = full_box(graph.spec(out).shape)
+                    self.held[out] = [(full if p.processor == 0 else None, full if p.processor == 1 else None)
+                                      for p in self.cands[node.name]]
+        # edges: (producer, consumer or None for the host, matrix [Kp, Kc])
+        self.edges: list[tuple[str, str | None, np.ndarray]] = []
+        for node in graph.nodes:
+            needs: dict[str, list[tuple[Box | None, Box | None]]] = {}
+            for k, own in enumerate(owns[node.name]):
+                per_proc = [self.input_boxes(node, own[q]) for q in (0, 1)]
+                for j, name in enumerate(node.inputs):
+                    if name in consts_inputs:
+                        continue
+                    slot = needs.setdefault(name, [(None, None)] * len(self.cands[node.name]))
+                    slot[k] = (hull(slot[k][0], per_proc[0][j]), hull(slot[k][1], per_proc[1][j]))
+            for name, need in needs.items():
+                u = producers[name].name
+                self.edges.append((u, node.name, self._edge_matrix(self.held[name], need)))
+        for out in graph.outputs:
+            if out in consts_inputs:
+                continue
+            need = [(full_box(graph.spec(out).shape), None)]
+            self.edges.append((producers[out].name, None, self._edge_matrix(self.held[out], need)))
+        self.in_edges: dict[str, list[int]] = {n: [] for n in self.order}
+        self.out_edges: dict[str, list[int]] = {n: [] for n in self.order}
+        for e, (u, v, _) in enumerate(self.edges):
+            self.out_edges[u].append(e)
+            if v is not None:
+                self.in_edges[v].append(e)
+
+    def own(self, node: Node, p: Placement) -> tuple[Box | None, Box | None]:
+        """The region of ``node``'s output each processor computes under ``p`` (memoised)."""
+        key = (node.name, p.dim is Dim.H, p.rho)  # (an enum's hash is slow in Python)
+        own = self._owns.get(key)
+        if own is None:
+            full = self._fulls.get(node.name)
+            if full is None:
+                full = self._fulls[node.name] = full_box(self.graph.spec(node.outputs[0]).shape)
+            if len(node.outputs) != 1 or not 0.0 < p.rho < 1.0:
+                own = (full, None) if p.rho < 1.0 else (None, full)
+            else:
+                axis, align = self._axis(node, p.dim)
+                own = share_boxes(full, axis, align, p.rho)
+            self._owns[key] = own
+        return own
+
+    def _axis(self, node: Node, dim: Dim) -> tuple[int, int]:
+        """The output axis ``dim`` means for ``node`` and the step of its split points
+        (as :func:`codl.runtime.schedule.own_box` computes them)."""
+        key = (node.name, dim is Dim.H)  # (an enum's hash is slow in Python)
+        if key not in self._axes:
+            ins = [self.graph.spec(i) for i in node.inputs]
+            out = self.graph.spec(node.outputs[0])
+            fam = family(node.op)
+            axis = fam.split_axes(node, ins, out)[dim]
+            self._axes[key] = (axis, split_alignment(fam.alignment(node, ins, dim), dim, out.shape[axis]))
+        return self._axes[key]
+
+    def input_boxes(self, node: Node, box: Box | None) -> list[Box | None]:
+        """What ``node`` reads of each input to compute ``box`` of its output (memoised)."""
+        if box is None:
+            return [None] * len(node.inputs)
+        key = (node.name, box)
+        got = self._needs.get(key)
+        if got is None:
+            sig = self._sigs.get(node.name)
+            if sig is None:
+                ins = [self.graph.spec(i) for i in node.inputs]
+                out = self.graph.spec(node.outputs[0])
+                sig = self._sigs[node.name] = (family(node.op), ins, out, full_box(out.shape),
+                                               [full_box(t.shape) for t in ins])
+            fam, ins, out, full, whole_inputs = sig
+            got = self._needs[key] = whole_inputs if box == full else fam.input_boxes(node, ins, out, box)
+        return got
+
+    def share(self, node: Node, p: Placement, box: Box | None) -> float:
+        """The fraction of ``node``'s output along ``p``'s axis that ``box`` covers."""
+        if box is None:
+            return 0.0
+        axis = self._axis(node, p.dim)[0]
+        return (box[axis][1] - box[axis][0]) / (self.graph.spec(node.outputs[0]).shape[axis])
+
+    def _node_ms(self, node: Node, p: Placement, own: tuple[Box | None, Box | None]) -> float:
+        if not p.is_split:
+            return self.cost.op_ms(node.name, p.processor, None, 1.0)
+        return max(self.cost.op_ms(node.name, q, p.dim, self.share(node, p, own[q])) for q in (0, 1))
+
+    def _edge_matrix(self, held: list[tuple[Box | None, Box | None]], need: list[tuple[Box | None, Box | None]]) -> np.ndarray:
+        """ms of the slower direction of what each processor needs and does not hold."""
+        rank = next((len(b) for pair in held + need for b in pair if b is not None), 1)
+        out = np.zeros((len(held), len(need)))
+        for q in (0, 1):
+            hl, hh = _stacked([h[q] for h in held], rank)
+            nl, nh = _stacked([n[q] for n in need], rank)
+            need_vol = np.prod(nh - nl, axis=1)  # [Kc]
+            inter = np.prod(np.clip(np.minimum(hh[:, None, :], nh[None]) - np.maximum(hl[:, None, :], nl[None]), 0, None),
+                            axis=2)  # [Kp, Kc]
+            missing = (need_vol[None, :] - inter) * self.cost.itemsize
+            link = self.cost.links[1 - q]
+            ms = np.where(missing > 0, link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing / 1e6, 0.0)
+            # an input partly held and partly received is assembled into one buffer first
+            ms += np.where((missing > 0) & (inter > 0), self.cost.copy_ms_per_mb[q] * need_vol[None, :] * self.cost.itemsize / 1e6,
+                           0.0)
+            out = np.maximum(out, ms)
+        return out
+
+    def edge_ms(self, held: tuple[Box | None, Box | None], need: tuple[Box | None, Box | None]) -> float:
+        """One entry of :meth:`_edge_matrix`, without numpy (for the chain search)."""
+        worst = 0.0
+        for q in (0, 1):
+            n = need[q]
+            if is_empty(n):
+                continue
+            need_vol = missing = math.prod(e - s for s, e in n)
+            h = held[q]
+            if not is_empty(h):
+                missing -= math.prod(max(0, min(e1, e2) - max(s1, s2)) for (s1, e1), (s2, e2) in zip(h, n))
+            if missing > 0:
+                link = self.cost.links[1 - q]
+                ms = link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing * self.cost.itemsize / 1e6
+                if missing < need_vol:
+                    ms += self.cost.assemble_ms(q, need_vol * self.cost.itemsize)
+                worst = max(worst, ms)
+        return worst
+
+    def total(self, choice: dict[str, int]) -> float:
+        t = sum(float(self.node_cost[n][choice[n]]) for n in self.order)
+        for u, v, m in self.edges:
+            t += float(m[choice[u], choice[v] if v is not None else 0])
+        return t
+
+    def local(self, choice: dict[str, int], n: str) -> np.ndarray:
+        """The cost terms touching node ``n`` for each of its candidates, others fixed."""
+        c = self.node_cost[n].copy()
+        for e in self.in_edges[n]:
+            u, _, m = self.edges[e]
+            c += m[choice[u], :]
+        for e in self.out_edges[n]:
+            _, v, m = self.edges[e]
+            c += m[:, choice[v] if v is not None else 0]
+        return c
+
+    def tree_dp(self) -> dict[str, int]:
+        """Min over the producer tree: V[n] = cost(n) + sum over inputs of min over the
+        producer's candidates of V[u] + edge. Exact when every tensor has one consumer."""
+        value: dict[str, np.ndarray] = {}
+        best_from: dict[int, np.ndarray] = {}
+        for n in self.order:
+            v = self.node_cost[n].copy()
+            for e in self.in_edges[n]:
+                u, _, m = self.edges[e]
+                tot = value[u][:, None] + m
+                best_from[e] = np.argmin(tot, axis=0)
+                v += tot.min(axis=0)
+            for e in self.out_edges[n]:
+                if self.edges[e][1] is None:
+                    v = v + self.edges[e][2][:, 0]
+            value[n] = v
+        choice: dict[str, int] = {}
+        for n in reversed(self.order):  # consumers before producers
+            choice.setdefault(n, int(np.argmin(value[n])))
+            for e in self.in_edges[n]:
+                choice.setdefault(self.edges[e][0], int(best_from[e][choice[n]]))
+        return choice
+
+    def descend(self, choice: dict[str, int], sweeps: int = 20) -> dict[str, int]:
+        """Move single nodes to their best candidate while the total falls."""
+        for _ in range(sweeps):
+            improved = False
+            for n in self.order:
+                c = self.local(choice, n)
+                k = int(np.argmin(c))
+                if c[k] < c[choice[n]] - 1e-9:
+                    choice[n], improved = k, True
+            if not improved:
+                break
+        return choice
+
+    def solve(self) -> dict[str, int]:
+        """Tree DP, then single-node descent; the best of that and the single-processor plans."""
+        starts = [self.tree_dp()]
+        for proc in (0, 1):
+            starts.append({n: self._whole_index(n, proc) for n in self.order})
+        results = [self.descend(dict(s)) for s in starts]
+        return min(results, key=self.total)
+
+    def _whole_index(self, n: str, proc: int) -> int:
+        for k, p in enumerate(self.cands[n]):
+            if not p.is_split and p.processor == proc:
+                return k
+        raise CodlError(f"node {n!r} has no whole placement on processor {proc}")
+
+    def plan(self, choice: dict[str, int]) -> Plan:
+        return Plan(self.graph.name, {n: self.cands[n][choice[n]] for n in self.order})
+
+
+def _best_per_dim(cands: list[Placement], costs: list[float], keep: int) -> list[int]:
+    """Indices of the whole placements and of the ``keep`` cheapest shares of each dimension."""
+    out = [k for k, p in enumerate(cands) if not p.is_split]
+    for dim in {p.dim for p in cands if p.is_split}:
+        split = sorted((costs[k], k) for k, p in enumerate(cands) if p.is_split and p.dim is dim)
+        out += [k for _, k in split[:keep]]
+    return sorted(out)
+
+
+def _whole() -> list[Placement]:
+    return [Placement(Dim.OC, 0.0), Placement(Dim.OC, 1.0)]
+
+
+def candidates(graph: Graph, cost: CostModel, split: bool, shares: tuple[float, ...] = SHARES) -> dict[str, list[Placement]]:
+    """Each node's placements to search: whole on either processor and, with ``split``,
+    every dimension both the node and the cost model split on, at ``shares``."""
+    out = {}
+    for node in graph.nodes:
+        cands = _whole()
+        if split:
+            dims = [d for d in split_dims(graph, node.name) if d in cost.dims(node.name)]
+            cands += [Placement(d, r) for d in dims for r in shares]
+        out[node.name] = cands
+    return out
