@@ -305,13 +305,14 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
     # the report directory: results through their schema, per-op CSV, trace, plots
     back = load_results(json.loads((report_dir / "results.json").read_text()))
     assert [r["strategy"] for r in back["rows"]] == [r["strategy"] for r in res["rows"]]
-    assert back["settings"]["strategies"] == "layer-switch,codl" and back["traced"] == "codl"
+    # codl's plan is traced, or where the guard left it on one processor the fastest plan using both
+    assert back["settings"]["strategies"] == "layer-switch,codl" and back["traced"] in ("codl", "layer-switch")
     with open(report_dir / "ops.csv", newline="") as f:
         ops = list(csv.DictReader(f))
     assert [o["op"] for o in ops] == [n.name for n in from_torch(*zoo.build("vgg16", (32, 32), width=0.25),
                                                                   name="vgg16").nodes]
     assert all(float(o["measured_ms_0"]) + float(o["measured_ms_1"]) > 0 for o in ops)
-    trace = json.loads((report_dir / "codl.trace.json").read_text())
+    trace = json.loads((report_dir / f"{back['traced']}.trace.json").read_text())
     assert any(e.get("ph") == "X" and e.get("cat") == "run" for e in trace["traceEvents"])
     for png in ("latency.png", "ops.png", "ratios.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
