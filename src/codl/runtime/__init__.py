@@ -1,4 +1,5 @@
-"""Execution of graphs: the single-processor reference runner (co-execution comes next)."""
+"""Execution of graphs: the single-processor reference runner, and co-execution of a plan
+on two processors (:mod:`codl.runtime.session`)."""
 
 from .reference import ReferenceRunner, random_inputs
 
