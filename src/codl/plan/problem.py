@@ -32,9 +32,13 @@ SHARES = GRID
 
 def _stacked(boxes: list[Box | None], rank: int) -> tuple[np.ndarray, np.ndarray]:
     """Start and end arrays [len(boxes), rank] (zeros for no region)."""
-    a = np.array([[b for pair in box for b in pair] if not is_empty(box) else [0] * (2 * rank) for box in boxes],
-                 dtype=np.float64).reshape(len(boxes), rank, 2)
-    return a[:, :, 0], a[:, :, 1]
+    zero = ((0, 0),) * rank
+    a = np.array([zero if box is None else box for box in boxes], dtype=np.float64).reshape(len(boxes), rank, 2)
+    lo, hi = a[:, :, 0], a[:, :, 1]
+    empty = (hi <= lo).any(axis=1)
+    lo[empty] = 0.0
+    hi[empty] = 0.0
+    return lo, hi
 
 
 class Problem:
