@@ -158,7 +158,10 @@ class AnalyticPredictor:
             tuned = hw.tuned(value)
             f = np.array([feature_row(c, tuned) for c in configs], dtype=np.float64)
             w = nnls_relative(f, y)
-            rel = f @ w / y - 1
+            # each row's sum as einsum orders it: settings that fit alike (collinear features)
+            # tie up to rounding, and the order of the sum decides such ties (the recorded
+            # figures were fitted this way; f @ w sums in another order)
+            rel = np.einsum("nf,nf->n", f, np.tile(w, (len(y), 1))) / y - 1
             score = (float(np.mean(np.abs(rel) <= 0.1)), -float(np.mean(rel ** 2)))  # ties: the smaller error
             if score > best_score:
                 best, best_score = RegimeModel(tuned, tuple(compact(_significant(w * 1e3, 3)))), score
