@@ -153,10 +153,10 @@ def cpu_features(config: OpConfig, hw: CpuParams) -> list[float]:
     the operands by cache level for one block (B, the weights, read by every block);
     ``fresh`` stays 0 for every op of such a processor (it keeps freed memory mapped:
     :func:`codl.ops.own_cpu.keep_freed_memory`)."""
-    path, eb = cpu_path(config, hw), hw.elem_bytes
+    eb = hw.elem_bytes
     f = dict.fromkeys(feature_names(hw), 0.0)
     f["dispatch"] = 1.0
-    if path.startswith("cpu_own"):  # GEMMs: rows = a block's pixels, columns = output channels
+    if own_cpu_conv(config, hw):  # GEMMs: rows = a block's pixels, columns = output channels
         gemms = own_cpu_blocks(config, hw)
         n, k, runs = config.n, config.k, config.kernel  # a tap row's kernel columns x channels lie together
         for rows, count in gemms:
@@ -169,12 +169,12 @@ def cpu_features(config: OpConfig, hw: CpuParams) -> list[float]:
         block = max(rows for rows, _ in gemms)
         a, b, c = pixels * k, calls * n * k, pixels * n
         foots = {"b": n * k * eb, "a": (block * k + n * k + block * n) * eb, "c": (block * k + n * k + block * n) * eb}
-    elif config.family == "linear" or path.startswith(("cpu_gemm1x1", "cpu_im2col")):
+    elif config.family == "linear" or native_conv(config, hw):
         if config.family == "linear":
             m, n, k = config.m, config.n, config.k
         else:  # out (channels x pixels) = weights (channels x K) @ columns (K x pixels)
             m, n, k = config.n, config.m // config.batch, config.k
-        if path.startswith("cpu_im2col"):
+        if config.family == "conv" and not (config.kernel == 1 and config.stride == 1):  # PyTorch's im2col
             f["copy"] = k * n / 1e6
         _gemm_terms(f, m, n, k, 1)
         f["fresh"] = m * n / 1e6 if m * n * eb > MMAP_BYTES else 0.0
@@ -188,7 +188,7 @@ def cpu_features(config: OpConfig, hw: CpuParams) -> list[float]:
         else:
             macs = config.valid_taps * _up(oc, 16) * (ic if ic < 16 else _up(ic, 16))
             calls = config.out_rows * math.ceil(oc / 16) * math.ceil(ic / 16) * taps
-        if path == "cpu_dnn1x1" and config.stride > 1:
+        if config.group == 1 and config.kernel == 1 and config.stride > 1:  # oneDNN's strided 1x1
             f["copy"] = config.m * ic / 1e6
         a, b, c = config.x_elems, oc * config.k, config.out_elems
         f.update(macs=macs / 1e6, calls=calls / 1e6, fresh=c / 1e6 if c * eb > MMAP_BYTES else 0.0)
