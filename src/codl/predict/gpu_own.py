@@ -112,11 +112,11 @@ def features(config: OpConfig, hw: GpuParams) -> list[float]:
 
     Depthwise: its pixels x channels tile, K = the taps, and its loads the program's
     input window (the stride spreads it); masked where channels are not a multiple of 8."""
-    if regime(config, hw) == "grouped":
+    dw = depthwise(config)
+    if config.family == "conv" and config.group > 1 and not dw:  # regime "grouped"
         return _grouped(config, hw)
     m, n, k = config.m - config.surplus, config.n, config.k
     moved = [(config.in_elems + config.out_elems - config.surplus * n) / 1e6, n * k / 1e6]
-    dw = depthwise(config)
     if dw:
         tm, tn = depthwise_tile(n)
         kk = bk = k
