@@ -389,3 +389,17 @@ def test_own_regime_without_a_model_takes_the_nearest() -> None:
     assert model.model_for("own_conv1x1_64x32") is model.models_["own_conv1x1_32x32"]
     model.models_["own_conv_packed8_32x64"] = row(3)  # packed taps of 8 channels stand in for other packed taps
     assert model.model_for("own_conv_packed_32x32") is model.models_["own_conv_packed8_32x64"]
+
+
+def test_gpu_profiles_need_own_kernels_for_the_analytic_model() -> None:
+    """Library GPU kernels choose their tiles by shape, out of the model's sight: a GPU
+    profile without own kernels is refused by name, not fitted with a wrong model."""
+    from codl.predict import HardwareParams
+    from codl.predict.evaluate import hardware_candidates
+
+    assert hardware_candidates({"device": "cuda:0", "sms": 132, "kernels": "codl"}) == [GPU]
+    assert hardware_candidates({"device": "cuda:0", "sms": 132, "sm_limit": 8, "kernels": "codl"}) == [GpuParams(sms=8)]
+    with pytest.raises(CodlError, match="own GPU kernels only: profile with --own-kernels"):
+        hardware_candidates({"device": "cuda:0", "sms": 132})
+    with pytest.raises(CodlError, match="own GPU kernels only"):
+        HardwareParams("gpu", 132)
