@@ -15,14 +15,22 @@ import torch
 import torch.nn.functional as F
 
 from codl.errors import CodlError
+from codl.predict import AnalyticPredictor, CpuParams, features, load_predictor
+from codl.predict.evaluate import CACHE_CANDIDATES, hardware_candidates
+from codl.predict.features import (
+    CPU_FEATURES,
+    cpu_path,
+    feature_names,
+    native_conv,
+    regime,
+    taps_inside,
+)
+from codl.predict.hardware import hardware_from_json
 from codl.processors import Processor, base
 from codl.processors.base import cpu_cache_bytes
 from codl.profile import Sample
-from codl.predict import AnalyticPredictor, HardwareParams, features, load_predictor
-from codl.predict.evaluate import CACHE_CANDIDATES, hardware_candidates
-from codl.predict.features import CPU_FEATURES, cpu_path, feature_names, native_conv, regime, taps_inside
 
-CPU = HardwareParams("cpu", 1, cpu_paths=True)
+CPU = CpuParams(threads=1)
 
 
 def test_taps_inside_counts_what_a_loop_counts() -> None:
@@ -83,7 +91,7 @@ def test_native_conv_rule_matches_what_pytorch_runs() -> None:
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            hw = HardwareParams("cpu", threads, cpu_paths=True)
+            hw = CpuParams(threads=threads)
             for ic, oc, h, k, s, g in cases:
                 sample = Sample("conv", ic, oc, h, h, k, s, k // 2, k // 2, k // 2, g)
                 x, w = torch.randn(1, ic, h, h), torch.randn(oc, ic // g, k, k)
@@ -91,8 +99,7 @@ def test_native_conv_rule_matches_what_pytorch_runs() -> None:
                 assert ("native" if native_conv(sample.config(), hw) else "onednn") == expected, (threads, sample)
     finally:
         torch.set_num_threads(before)
-    assert not native_conv(Sample("conv", 16, 8, 131, 131, 1).config(), HardwareParams("cpu", 1, cpu_paths=True,
-                                                                                        native_conv=False))
+    assert not native_conv(Sample("conv", 16, 8, 131, 131, 1).config(), CpuParams(threads=1, native_conv=False))
 
 
 def test_cpu_paths_name_regimes() -> None:
@@ -160,28 +167,27 @@ def test_analytic_model_on_cpu_paths_recovers_unit_costs(family: str) -> None:
     again = load_predictor(data)
     assert again.hw == CPU
     np.testing.assert_allclose(again.predict(held_out), model.predict(held_out))
-    first = next(iter(data["coef_ms"].values()))
+    first = next(iter(data["coef_us"].values()))
     assert len(first) == len(CPU_FEATURES) + 1  # [L3 in KiB, *coefficients]: one routine, no gate
     assert first[0] == CPU.l3_bytes >> 10  # the data were made with all of the L3
 
 
 def test_analytic_model_on_cpu_paths_finds_the_l3_its_routines_see() -> None:
     """Times made with a routine seeing half the recorded L3: the fit finds that L3
-    (and predicts as the truth does); a model saved before the L3 was fitted fails clearly."""
+    (and predicts as the truth does); a model saved in the earlier format fails clearly."""
     truth = np.linspace(1e-3, 9e-3, len(CPU_FEATURES))
     truth[-1] = 0.01
     half = replace(CPU, l3_bytes=CPU.l3_bytes // 2)
     configs = [c for c in random_cpu_ops(1600, 6) if c.family == "linear"]
     times = [float(np.dot(features(c, half)[0], truth)) for c in configs]
     model = AnalyticPredictor("linear", CPU).fit(configs, times)
-    assert model.models_["cpu_gemm"][0] == half.l3_bytes >> 10
+    assert model.models_["cpu_gemm"].hw == half and model.to_json()["coef_us"]["cpu_gemm"][0] == half.l3_bytes >> 10
     held_out = [c for c in random_cpu_ops(300, 7) if c.family == "linear"]
     np.testing.assert_allclose(model.predict(held_out), [np.dot(features(c, half)[0], truth) for c in held_out],
                                rtol=2e-2)
     data = json.loads(json.dumps(model.to_json()))
-    data["coef_ms"]["cpu_gemm"][0] = 1  # the earlier format: [1, *coefficients]
-    with pytest.raises(CodlError, match="do not match this version"):
-        load_predictor(data)
+    with pytest.raises(CodlError, match="analytic predictor format 1 is not the supported 2: refit it"):
+        load_predictor({**data, "version": 1})
 
 
 def test_cpu_hardware_candidates_and_caches() -> None:
@@ -190,10 +196,10 @@ def test_cpu_hardware_candidates_and_caches() -> None:
     assert (hw.l2_bytes, hw.l3_bytes, hw.elem_bytes, hw.native_conv, hw.units) == (2 << 20, 105 << 20, 2, False, 16)
     older = hardware_candidates({"device": "cpu", "dtype": "float32", "threads": 1})  # a profile without its caches
     assert [(h.l2_bytes, h.l3_bytes) for h in older] == list(CACHE_CANDIDATES) and all(h.native_conv for h in older)
-    assert HardwareParams.from_json(json.loads(json.dumps(hw.to_json()))) == hw
+    assert hardware_from_json(json.loads(json.dumps(hw.to_json()))) == hw
     (own,) = hardware_candidates({**recorded, "kernels": "codl"})  # a profile of codl's own CPU convs
-    assert own.own and own.cpu_paths and not hw.own
-    assert HardwareParams.from_json(json.loads(json.dumps(own.to_json()))) == own
+    assert own.own and not hw.own
+    assert hardware_from_json(json.loads(json.dumps(own.to_json()))) == own
 
 
 def fake_sysfs(root: Path, caches: list[tuple[int, str, str]]) -> str:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codl.predict import FlopsPredictor, OpConfig
-from codl.predict.evaluate import fit_analytic, hardware_candidates, score
+from codl.predict import AnalyticPredictor, FlopsPredictor, OpConfig
+from codl.predict.evaluate import hardware_candidates, score
 from codl.profile import load_profile
 
 DATA = Path(__file__).parent / "data"
@@ -53,14 +53,14 @@ def test_analytic_predictor_keeps_its_held_out_accuracy(name: str, family: str) 
     processor, train_c, train_ms, test_c, test_ms = split(name, family)
     assert len(test_ms) >= 60 and len(train_ms) >= 130
     candidates = hardware_candidates(processor)
-    model = fit_analytic(family, train_c, train_ms, candidates)
+    model = AnalyticPredictor(family, candidates).fit(train_c, train_ms)
     within = score(model.predict(test_c), test_ms)["within_10"]
     assert within >= threshold, f"{name} {family}: {within:.1%} of held-out samples within +-10%, " \
                                 f"expected at least {threshold:.0%}"
     # wrong models fail the same check by far: what the threshold can tell apart
-    flops = FlopsPredictor(family, candidates[0]).fit(train_c, train_ms)
+    flops = FlopsPredictor(family).fit(train_c, train_ms)
     assert score(flops.predict(test_c), test_ms)["within_10"] < threshold - 0.3
     shuffled = list(train_ms)
     random.Random(0).shuffle(shuffled)
-    blind = fit_analytic(family, train_c, shuffled, candidates)
+    blind = AnalyticPredictor(family, candidates).fit(train_c, shuffled)
     assert score(blind.predict(test_c), test_ms)["within_10"] < threshold - 0.3

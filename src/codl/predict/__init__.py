@@ -1,9 +1,21 @@
 """Latency predictors fitted on profiled measurements (:mod:`codl.profile`): the analytic
 model, a FLOPs-linear baseline and a random forest, judged alike by :mod:`.evaluate`."""
 
-from .features import FAMILIES, HardwareParams, OpConfig, config_of, feature_names, features
+from .analytic import AnalyticPredictor, RegimeModel
+from .features import (
+           FAMILIES,
+           OpConfig,
+           config_of,
+           feature_names,
+           feature_row,
+           features,
+           regime,
+)
 from .forest import ForestPredictor
-from .linear_model import AnalyticPredictor, FlopsPredictor, load_predictor, nnls_relative
+from .hardware import CpuParams, GpuParams, HardwareParams
+from .linear_model import FlopsPredictor, load_predictor
+from .nnls import nnls_relative
 
-__all__ = ["FAMILIES", "HardwareParams", "OpConfig", "config_of", "feature_names", "features",
-           "AnalyticPredictor", "FlopsPredictor", "ForestPredictor", "load_predictor", "nnls_relative"]
+__all__ = ["FAMILIES", "CpuParams", "GpuParams", "HardwareParams", "OpConfig", "config_of", "feature_names",
+           "feature_row", "features", "regime", "AnalyticPredictor", "RegimeModel", "FlopsPredictor",
+           "ForestPredictor", "load_predictor", "nnls_relative"]

@@ -14,49 +14,43 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import CodlError
 from ..ir.graph import DType
-from .features import HardwareParams, OpConfig
+from .analytic import AnalyticPredictor, body_bytes
+from .features import OpConfig
 from .forest import ForestPredictor
-from .linear_model import AnalyticPredictor, FlopsPredictor, body_bytes
+from .hardware import CpuParams, GpuParams, Hardware
+from .linear_model import FlopsPredictor
 
 # cache sizes (per-core L2, shared L3) tried for a CPU profile that does not record its own
 CACHE_CANDIDATES = tuple((l2 << 20, l3 << 20) for l2 in (1, 2) for l3 in (16, 32, 64))
 
 
-def hardware_candidates(processor: dict) -> list[HardwareParams]:
+def hardware_candidates(processor: dict) -> list[Hardware]:
     """The processor parameters the analytic model may assume (as
     ``Processor.describe()`` or a profile's settings record the processor); fitting
-    keeps the one that explains the training data best. GPUs: one each (the candidate
-    blockings are inside it). CPUs: the PyTorch paths' model (with codl's own conv
-    path where the profile ran it) with the caches the profile recorded, or, for a
-    profile that did not record them, each of ``CACHE_CANDIDATES``."""
+    keeps the one that explains the training data best. GPUs: one, running codl's own
+    kernels (library kernels choose their tiles by shape, out of the model's sight: a
+    ``CodlError``). CPUs: the PyTorch paths' model (with codl's own conv path where the
+    profile ran it) with the caches the profile recorded, or, for a profile that did
+    not record them, each of ``CACHE_CANDIDATES``."""
     if processor["device"] == "cpu":
         caches = ([(int(processor["l2_bytes"]), int(processor["l3_bytes"]))] if "l3_bytes" in processor
                   else CACHE_CANDIDATES)
         dtype = DType(processor.get("dtype", "float32"))
-        return [HardwareParams("cpu", int(processor["threads"]), own=processor.get("kernels") == "codl", cpu_paths=True,
-                               l2_bytes=l2, l3_bytes=l3, elem_bytes=dtype.itemsize, native_conv=dtype is DType.FLOAT32)
+        return [CpuParams(threads=int(processor["threads"]), own=processor.get("kernels") == "codl", l2_bytes=l2,
+                          l3_bytes=l3, elem_bytes=dtype.itemsize, native_conv=dtype is DType.FLOAT32)
                 for l2, l3 in caches]
-    units = int(processor.get("sm_limit") or processor.get("sms") or 1)
-    return [HardwareParams("gpu", units, own=processor.get("kernels") == "codl")]
+    if processor.get("kernels") != "codl":
+        raise CodlError("the analytic predictor models codl's own GPU kernels only: profile with --own-kernels "
+                        "(library kernels choose their tiles by shape; docs/results/predictor.md)")
+    return [GpuParams(sms=int(processor.get("sm_limit") or processor.get("sms") or 1))]
 
 
 def score(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     rel = np.abs(pred - true) / true
     return {"within_5": float(np.mean(rel <= 0.05)), "within_10": float(np.mean(rel <= 0.10)),
             "within_15": float(np.mean(rel <= 0.15)), "rmspe": float(np.sqrt(np.mean(rel ** 2)))}
-
-
-def fit_analytic(family: str, configs: Sequence[OpConfig], times: Sequence[float],
-                 candidates: Sequence[HardwareParams]) -> AnalyticPredictor:
-    best, best_score = None, -1.0
-    for hw in candidates:
-        model = AnalyticPredictor(family, hw).fit(configs, times)
-        s = score(model.predict(configs), np.asarray(times))["within_10"]
-        if s > best_score:
-            best, best_score = model, s
-    assert best is not None
-    return best
 
 
 def model_size_bytes(model: Any) -> int:
@@ -81,8 +75,8 @@ def fit_predictors(family: str, configs: Sequence[OpConfig], times: Sequence[flo
                    seed: int = 0) -> dict[str, Any]:
     """The predictors compared side by side, fitted on ``configs``: analytic, flops and,
     where scikit-learn is installed, forest."""
-    models: dict[str, Any] = {"analytic": fit_analytic(family, configs, times, hardware_candidates(processor)),
-                              "flops": FlopsPredictor(family, hardware_candidates(processor)[0]).fit(configs, times)}
+    models: dict[str, Any] = {"analytic": AnalyticPredictor(family, hardware_candidates(processor)).fit(configs, times),
+                              "flops": FlopsPredictor(family).fit(configs, times)}
     if forest_available():
         models["forest"] = ForestPredictor(family, seed=seed).fit(configs, times)
     return models

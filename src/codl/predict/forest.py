@@ -8,6 +8,7 @@ to plain arrays, so prediction and the saved JSON need no scikit-learn and no pi
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,7 +16,17 @@ import numpy as np
 from ..atomic import write_atomic
 from ..errors import CodlError
 from ..fingerprint import artifact_header
-from .features import RAW_FEATURES, OpConfig, raw_features
+from .features import OpConfig
+
+RAW_FEATURES = ("log_m", "log_n", "log_k", "log_in", "log_out", "group", "kernel", "stride", "log_macs", "log_padded")
+
+
+def raw_features(config: OpConfig) -> list[float]:
+    """The op's own parameters, log-scaled where they span orders of magnitude: the
+    inputs of the random forest (nn-Meter's approach), named in RAW_FEATURES."""
+    return [math.log(max(config.m, 1)), math.log(max(config.n, 1)), math.log(max(config.k, 1)),
+            math.log(max(config.in_elems, 1)), math.log(max(config.out_elems, 1)), float(config.group),
+            float(config.kernel), float(config.stride), math.log(max(config.macs, 1)), math.log1p(config.padded)]
 
 
 class ForestPredictor:

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from ..errors import CodlError
 from ..profile import Sample, load_profile
-from .evaluate import fit_analytic, hardware_candidates
+from .analytic import AnalyticPredictor
+from .evaluate import hardware_candidates
 from .features import OpConfig, config_of
 from .forest import ForestPredictor
 from .linear_model import FlopsPredictor
@@ -47,9 +48,9 @@ def fit_per_family(rows: Sequence[tuple[str, OpConfig, float]], processor: dict[
         configs = [c for _, c, _ in rows if c.family == family]
         times = [t for _, c, t in rows if c.family == family]
         if predictor == "analytic":
-            models[family] = fit_analytic(family, configs, times, hardware_candidates(processor))
+            models[family] = AnalyticPredictor(family, hardware_candidates(processor)).fit(configs, times)
         elif predictor == "flops":
-            models[family] = FlopsPredictor(family, hardware_candidates(processor)[0]).fit(configs, times)
+            models[family] = FlopsPredictor(family).fit(configs, times)
         else:
             models[family] = ForestPredictor(family, seed=seed).fit(configs, times)
     return models

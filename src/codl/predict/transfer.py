@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import CodlError
 from ..fingerprint import SCHEMA_VERSION, artifact_header
-from .linear_model import nnls_relative
+from .nnls import nnls_relative
 
 
 class TransferPredictor:
