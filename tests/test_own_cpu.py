@@ -12,14 +12,20 @@ import torch
 import torch.nn.functional as F
 
 from codl.ops import own_cpu
-from codl.predict import AnalyticPredictor, HardwareParams, features, load_predictor
-from codl.predict.features import CPU_OWN_FEATURES, feature_names, own_cpu_blocks, own_cpu_direct, regime
+from codl.predict import AnalyticPredictor, CpuParams, feature_row, load_predictor
+from codl.predict.features import (
+    CPU_OWN_FEATURES,
+    feature_names,
+    own_cpu_blocks,
+    own_cpu_direct,
+    regime,
+)
 from codl.processors import Processor
 from codl.profile import Sample
 from codl.runtime import ReferenceRunner
 from codl.runtime.reference import to_processor
 
-OWN = HardwareParams("cpu", 1, own=True, cpu_paths=True)
+OWN = CpuParams(threads=1, own=True)
 
 # (batch, C, H, W, OC, kernel, stride, (top, left, bottom, right), dilation, bias)
 CASES = [
@@ -93,14 +99,14 @@ def test_processor_runs_the_gemms_the_model_counts(sample: Sample, monkeypatch: 
     expected = sum(count for _, count in own_cpu_blocks(config, OWN))
     assert _gemm_calls(lambda: run_own(to_processor(x, own))) == expected
     assert regime(config, OWN).startswith("cpu_own_1x1" if own_cpu_direct(config) else "cpu_own_i2c")
-    f = dict(zip(CPU_OWN_FEATURES, features(config, OWN)[0]))
+    f = dict(zip(CPU_OWN_FEATURES, feature_row(config, OWN)))
     assert f["blocks"] == pytest.approx((expected - 1) / 1e6)
 
 
 def test_own_regimes_and_features() -> None:
     assert feature_names("conv", OWN) == feature_names("linear", OWN) == CPU_OWN_FEATURES
     c = Sample("conv", 8, 48, 8, 8, 3, 1, 1, 1, 1).config()  # 64 pixels x 48 channels x 72
-    f = dict(zip(CPU_OWN_FEATURES, features(c, OWN)[0]))
+    f = dict(zip(CPU_OWN_FEATURES, feature_row(c, OWN)))
     assert regime(c, OWN) == "cpu_own_i2c"
     assert f["macs"] == pytest.approx(64 * 48 * 72 / 1e6) and f["copy"] == pytest.approx(64 * 72 / 1e6)
     assert f["pad"] == pytest.approx(8 * 10 * 10 / 1e6) and f["runs"] == pytest.approx(64 * 3 / 1e6)
@@ -126,11 +132,11 @@ def test_analytic_model_recovers_own_path_unit_costs() -> None:
         return out
 
     configs = convs(1500)
-    times = [float(np.dot(features(c, OWN)[0], truth)) for c in configs]
+    times = [float(np.dot(feature_row(c, OWN), truth)) for c in configs]
     model = AnalyticPredictor("conv", OWN).fit(configs, times)
     assert set(model.models_) <= {f"cpu_own_{kind}{size}" for kind in ("1x1", "i2c") for size in ("", "_small", "_narrow")}
     held_out = convs(300)
-    expected = [np.dot(features(c, OWN)[0], truth) for c in held_out]
+    expected = [np.dot(feature_row(c, OWN), truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=2e-2)
     again = load_predictor(json.loads(json.dumps(model.to_json())))
     assert again.hw == OWN

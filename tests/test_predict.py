@@ -23,7 +23,7 @@ from codl.predict import (
     OpConfig,
     RegimeModel,
     config_of,
-    features,
+    feature_row,
     load_predictor,
     nnls_relative,
 )
@@ -56,7 +56,7 @@ def test_analytic_beats_flops_on_stepped_latency() -> None:
     rng = np.random.default_rng(2)
     truth = np.array([3e-3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01] + [0.0] * 8)
     train, test = random_convs(400, 3), random_convs(200, 4)
-    noisy = lambda cs: np.array([np.dot(features(c, GPU)[0], truth) for c in cs]) * rng.normal(1, 0.03, len(cs))  # noqa: E731
+    noisy = lambda cs: np.array([np.dot(feature_row(c, GPU), truth) for c in cs]) * rng.normal(1, 0.03, len(cs))  # noqa: E731
     y_train, y_test = noisy(train), noisy(test)
     analytic = AnalyticPredictor("conv", GPU).fit(train, y_train)
     flops = FlopsPredictor("conv").fit(train, y_train)
@@ -311,7 +311,7 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     own = GPU
     assert hardware_from_json(json.loads(json.dumps(own.to_json()))) == own
     conv = OpConfig("conv", 169, 1024, 512 * 9, 512 * 15 * 15, 1024 * 169, 1, 3, 1)
-    (row,) = features(conv, own)
+    row = feature_row(conv, own)
     t = gemm_tiling(169, 1024, 512, 9, 132)
     part = -(-t.steps(512, 9) // t.split) * t.bk
     waves = -(-(-(-169 // t.bm) * -(-1024 // t.bn) * t.split) // 132)
@@ -321,15 +321,15 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     assert row[8:] == [0.0, per_sm * t.bm * t.bn * part / 1e6, waves * part / t.bk, per_sm * t.bm * t.bn / 1e6,
                        waves * (t.bm + t.bn) * min(part, 2 * t.bk) / 1e6, float(t.split), 0.0, 0.0]
     # output channels not a multiple of 16: the busiest SM's work and epilogues again
-    (n8_row,) = features(OpConfig("conv", 169, 1000, 512 * 9, 512 * 15 * 15, 1000 * 169, 1, 3, 1), own)
+    n8_row = feature_row(OpConfig("conv", 169, 1000, 512 * 9, 512 * 15 * 15, 1000 * 169, 1, 3, 1), own)
     assert n8_row[-2:] == n8_row[9:10] + n8_row[11:12] and n8_row[-1] > 0
     # channels not a multiple of the K step: every load is masked, a feature of its own
     odd = OpConfig("conv", 169, 1024, 500 * 9, 500 * 15 * 15, 1024 * 169, 1, 3, 1)
-    (odd_row,) = features(odd, own)
+    odd_row = feature_row(odd, own)
     assert odd_row[8] == odd_row[1] > 0 and len(odd_row) == len(feature_names("conv", own)) == len(OWN_FEATURES)
     # a row share's surplus rows (symmetric padding for the libraries) are not computed by own kernels
     share = OpConfig("conv", 169 + 13, 1024, 512 * 9, 512 * 15 * 15, 1024 * (169 + 13), 1, 3, 1, 0, 13)
-    assert features(share, own) == [row]
+    assert feature_row(share, own) == row
     dw = OpConfig("conv", 3136, 96, 9, 96 * 3136, 96 * 3136, 96, 3, 1)
     assert regime(dw, own) == "own_depthwise"
     assert regime(conv, own) == f"own_conv_{t.bm}x{t.bn}"  # a model per output tile of the kernel that runs
@@ -338,14 +338,14 @@ def test_own_kernel_features_follow_the_tiling() -> None:
     assert regime(lin, own) == f"own_gemm_{t.bm}x{t.bn}"
     assert regime(OpConfig("linear", 197, 3064, 768, 197 * 768, 197 * 3064), own).startswith("own_gemm_n8_")
     grouped = OpConfig("conv", 3136, 96, 18, 96 * 3136, 96 * 3136, 48, 3, 1)  # two channels per group: library
-    assert regime(grouped, own) == "grouped" and len(features(grouped, own)[0]) == len(OWN_FEATURES)
+    assert regime(grouped, own) == "grouped" and len(feature_row(grouped, own)) == len(OWN_FEATURES)
 
 
 def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     own = GPU
     truth = np.array([2e-3, 5e-3, 1e-3, 3e-3, 6e-3, 4e-3, 2e-3, 0.02, 1e-3, 5e-4, 2e-4, 3e-3, 1e-3, 1e-3, 2e-4, 1e-3])
     configs = [c for c in random_convs(300, 2) if not c.padded]
-    times = [float(np.dot(features(c, own)[0], truth)) for c in configs]
+    times = [float(np.dot(feature_row(c, own), truth)) for c in configs]
     model = AnalyticPredictor("conv", own).fit(configs, times)
     assert len(model.models_) > 1 and all(name.startswith("own_conv") for name in model.models_)
     small = AnalyticPredictor("conv", own)
@@ -356,7 +356,7 @@ def test_analytic_model_on_own_kernels_recovers_unit_costs() -> None:
     # exercises (all its convs' channels a multiple of the K step: no masked loads to learn from)
     np.testing.assert_allclose(small.predict(configs), times, rtol=2e-2)
     held_out = random_convs(100, 3)
-    expected = [np.dot(features(c, own)[0], truth) for c in held_out]
+    expected = [np.dot(feature_row(c, own), truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=1e-3)
     names = [regime(c, own) for c in configs]  # variants too rare for a model take their kind's, pooled
     rare = [n for n in set(names) if names.count(n) < model.min_samples(own) and variant_kind(n) == "own_conv"]
@@ -394,12 +394,9 @@ def test_own_regime_without_a_model_takes_the_nearest() -> None:
 def test_gpu_profiles_need_own_kernels_for_the_analytic_model() -> None:
     """Library GPU kernels choose their tiles by shape, out of the model's sight: a GPU
     profile without own kernels is refused by name, not fitted with a wrong model."""
-    from codl.predict import HardwareParams
     from codl.predict.evaluate import hardware_candidates
 
     assert hardware_candidates({"device": "cuda:0", "sms": 132, "kernels": "codl"}) == [GPU]
     assert hardware_candidates({"device": "cuda:0", "sms": 132, "sm_limit": 8, "kernels": "codl"}) == [GpuParams(sms=8)]
     with pytest.raises(CodlError, match="own GPU kernels only: profile with --own-kernels"):
         hardware_candidates({"device": "cuda:0", "sms": 132})
-    with pytest.raises(CodlError, match="own GPU kernels only"):
-        HardwareParams("gpu", 132)

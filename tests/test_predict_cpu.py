@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from codl.errors import CodlError
-from codl.predict import AnalyticPredictor, CpuParams, features, load_predictor
+from codl.predict import AnalyticPredictor, CpuParams, feature_row, load_predictor
 from codl.predict.evaluate import CACHE_CANDIDATES, hardware_candidates
 from codl.predict.features import (
     CPU_FEATURES,
@@ -118,21 +118,21 @@ def test_cpu_paths_name_regimes() -> None:
 
 
 def test_cpu_features_count_the_gemm() -> None:
-    f = dict(zip(CPU_FEATURES, features(Sample("linear", rows=7, fin=100, fout=40).config(), CPU)[0]))
+    f = dict(zip(CPU_FEATURES, feature_row(Sample("linear", rows=7, fin=100, fout=40).config(), CPU)))
     assert f["macs"] == pytest.approx(7 * 48 * 100 / 1e6) and f["tail_macs"] == pytest.approx(7 * 100 * 8 / 1e6)
     assert f["odd_rows"] == pytest.approx(40 * 100 / 1e6) and f["scalar_macs"] == 0.0  # 7 rows: odd; 40 = 4 * 10
     assert f["b_l2"] == pytest.approx(40 * 100 / 1e6) and f["b_l3"] == f["b_dram"] == 0.0  # 16 KB: in L2
-    big = dict(zip(CPU_FEATURES, features(Sample("linear", rows=1, fin=4096, fout=4096).config(), CPU)[0]))
+    big = dict(zip(CPU_FEATURES, feature_row(Sample("linear", rows=1, fin=4096, fout=4096).config(), CPU)))
     assert big["b_dram"] == pytest.approx(4096 * 4096 / 1e6) and big["b_l2"] == big["b_l3"] == 0.0  # 64 MB
-    mid = dict(zip(CPU_FEATURES, features(Sample("linear", rows=1, fin=4096, fout=1536).config(), CPU)[0]))  # 25 MB
+    mid = dict(zip(CPU_FEATURES, feature_row(Sample("linear", rows=1, fin=4096, fout=1536).config(), CPU)))  # 25 MB
     assert mid["b_l3"] > 0 and mid["b_dram"] > 0 and mid["b_l3"] + mid["b_dram"] == pytest.approx(4096 * 1536 / 1e6)
     # a conv on its own path: out (channels x pixels) = weights @ im2col columns
     c = Sample("conv", 8, 48, 8, 8, 3, 1, 1, 1, 1).config()
-    f = dict(zip(CPU_FEATURES, features(c, CPU)[0]))
+    f = dict(zip(CPU_FEATURES, feature_row(c, CPU)))
     assert f["copy"] == pytest.approx(72 * 64 / 1e6) and f["macs"] == pytest.approx(48 * 64 * 72 / 1e6)
     # oneDNN: only the taps inside the input, channels in blocks of 16
     c = Sample("conv", 24, 40, 4, 4, 7, 1, 3, 3, 3).config()
-    f = dict(zip(CPU_FEATURES, features(c, CPU)[0]))
+    f = dict(zip(CPU_FEATURES, feature_row(c, CPU)))
     assert regime(c, CPU) == "cpu_dnn" and f["macs"] == pytest.approx(c.valid_taps * 48 * 32 / 1e6)
     assert c.valid_taps == 16 * 16 < 16 * 49
 
@@ -157,11 +157,11 @@ def test_analytic_model_on_cpu_paths_recovers_unit_costs(family: str) -> None:
     truth = np.linspace(1e-3, 9e-3, len(CPU_FEATURES))  # ms per unit of each feature
     truth[-1] = 0.01  # dispatch
     configs = [c for c in random_cpu_ops(1200, 4) if c.family == family]
-    times = [float(np.dot(features(c, CPU)[0], truth)) for c in configs]
+    times = [float(np.dot(feature_row(c, CPU), truth)) for c in configs]
     model = AnalyticPredictor(family, CPU).fit(configs, times)
     assert model.models_ and all(name.startswith("cpu_") for name in model.models_)
     held_out = [c for c in random_cpu_ops(300, 5) if c.family == family]
-    expected = [np.dot(features(c, CPU)[0], truth) for c in held_out]
+    expected = [np.dot(feature_row(c, CPU), truth) for c in held_out]
     np.testing.assert_allclose(model.predict(held_out), expected, rtol=2e-2)  # coefficients kept to 3 digits
     data = json.loads(json.dumps(model.to_json()))
     again = load_predictor(data)
@@ -179,11 +179,11 @@ def test_analytic_model_on_cpu_paths_finds_the_l3_its_routines_see() -> None:
     truth[-1] = 0.01
     half = replace(CPU, l3_bytes=CPU.l3_bytes // 2)
     configs = [c for c in random_cpu_ops(1600, 6) if c.family == "linear"]
-    times = [float(np.dot(features(c, half)[0], truth)) for c in configs]
+    times = [float(np.dot(feature_row(c, half), truth)) for c in configs]
     model = AnalyticPredictor("linear", CPU).fit(configs, times)
     assert model.models_["cpu_gemm"].hw == half and model.to_json()["coef_us"]["cpu_gemm"][0] == half.l3_bytes >> 10
     held_out = [c for c in random_cpu_ops(300, 7) if c.family == "linear"]
-    np.testing.assert_allclose(model.predict(held_out), [np.dot(features(c, half)[0], truth) for c in held_out],
+    np.testing.assert_allclose(model.predict(held_out), [np.dot(feature_row(c, half), truth) for c in held_out],
                                rtol=2e-2)
     data = json.loads(json.dumps(model.to_json()))
     with pytest.raises(CodlError, match="analytic predictor format 1 is not the supported 2: refit it"):

@@ -8,14 +8,13 @@ from .features import (
            config_of,
            feature_names,
            feature_row,
-           features,
            regime,
 )
 from .forest import ForestPredictor
-from .hardware import CpuParams, GpuParams, HardwareParams
+from .hardware import CpuParams, GpuParams
 from .linear_model import FlopsPredictor, load_predictor
 from .nnls import nnls_relative
 
-__all__ = ["FAMILIES", "CpuParams", "GpuParams", "HardwareParams", "OpConfig", "config_of", "feature_names",
-           "feature_row", "features", "regime", "AnalyticPredictor", "RegimeModel", "FlopsPredictor",
+__all__ = ["FAMILIES", "CpuParams", "GpuParams", "OpConfig", "config_of", "feature_names",
+           "feature_row", "regime", "AnalyticPredictor", "RegimeModel", "FlopsPredictor",
            "ForestPredictor", "load_predictor", "nnls_relative"]

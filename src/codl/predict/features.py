@@ -40,7 +40,7 @@ from .gpu_own import FEATURES as OWN_FEATURES
 from .hardware import CpuParams, GpuParams, Hardware
 
 __all__ = ["FAMILIES", "OpConfig", "config_of", "taps_inside", "CPU_FEATURES", "CPU_OWN_FEATURES", "OWN_FEATURES", "cpu_features", "cpu_path", "native_conv",
-           "own_cpu_blocks", "own_cpu_direct", "feature_names", "feature_row", "features", "regime", "fallbacks"]
+           "own_cpu_blocks", "own_cpu_direct", "feature_names", "feature_row", "regime", "fallbacks"]
 
 
 FAMILIES = ("conv", "linear")
@@ -172,12 +172,6 @@ def feature_row(config: OpConfig, hw: Hardware) -> list[float]:
     """The features (:func:`feature_names`) of ``config`` on ``hw``, in millions of units."""
     _check(config.family, hw)
     return gpu_own.features(config, hw) if isinstance(hw, GpuParams) else cpu.cpu_features(config, hw)
-
-
-def features(config: OpConfig, hw: Hardware) -> list[list[float]]:
-    """``[feature_row(config, hw)]``: one row, the kernel being known (the list form
-    callers that index the first row use)."""
-    return [feature_row(config, hw)]
 
 
 def fallbacks(name: str, fitted: list[str], default: str, hw: Hardware) -> list[str]:

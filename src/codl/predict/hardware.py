@@ -100,18 +100,3 @@ def hardware_from_json(data: dict[str, Any]) -> Hardware:
                          l3_bytes=int(data["l3_bytes"]), elem_bytes=int(data["elem_bytes"]),
                          native_conv=bool(data["native_conv"]))
     raise CodlError(f"unknown hardware kind {data.get('kind')!r}; known: gpu, cpu")
-
-
-def HardwareParams(kind: str, units: int, *, own: bool = False, cpu_paths: bool = True, **cpu: Any) -> Hardware:
-    """The hardware of ``kind`` ("gpu" or "cpu") with ``units`` SMs or threads: a
-    :class:`GpuParams` (own kernels only) or :class:`CpuParams` (``cpu``: its keyword
-    settings). Kept for callers that name the kind as a string; new code builds the
-    class itself."""
-    if kind == "gpu":
-        if not own:
-            raise CodlError("the analytic model covers codl's own GPU kernels only (own=True): library kernels "
-                            "choose their tiles by shape, out of its sight")
-        return GpuParams(sms=units)
-    if kind == "cpu" and cpu_paths:
-        return CpuParams(threads=units, own=own, **cpu)
-    raise CodlError(f"no hardware model for kind {kind!r} (cpu_paths={cpu_paths}); known: gpu (own kernels), cpu")
