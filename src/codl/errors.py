@@ -1,6 +1,13 @@
 """The exceptions codl raises on purpose. The CLI prints their message on one line."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (torch's and onnx's errors carry paragraphs),
+    or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class CodlError(Exception):
     """Base of every error codl raises about its inputs (not about its own bugs)."""
 

@@ -142,7 +142,8 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         ratios = np.array(samples[best_single]) / np.array(samples[s])
         stats = LatencyStats.of(samples[s])
         r = results[s]
-        note = "; ".join(x for x in (r.note, same_as[s] != s and f"the same plan as {same_as[s]}: timed once" or "") if x)
+        twin = f"the same plan as {same_as[s]}: timed once" if same_as[s] != s else ""
+        note = "; ".join(x for x in (r.note, twin) if x)
         rows.append({"strategy": s, "latency_ms": stats.to_json(), "p99_ms": float(np.percentile(samples[s], 99)),
                      "speedup": med[best_single] / med[s],
                      "speedup_p10_p90": [float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],

@@ -20,7 +20,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CodlError, GraphError, ModelLoadError, UnsupportedOperatorError
+from ..errors import (
+    CodlError,
+    GraphError,
+    ModelLoadError,
+    UnsupportedOperatorError,
+    first_line,
+)
 from ..ir.graph import DType, Graph, Node, TensorSpec
 from ..ir.passes import simplify
 from ..ir.verify import infer_node, verify_graph
@@ -52,7 +58,7 @@ def load_onnx(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]]
         model = onnx.load_model_from_string(data)
     except Exception as e:  # protobuf raises DecodeError, or RuntimeWarning-like errors
         raise ModelLoadError(f"{path}: not a valid ONNX model (protobuf decode failed: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); truncated or another format?") from None
+                             f"{first_line(e)}); truncated or another format?") from None
     if not model.graph.node and not model.graph.output:
         raise ModelLoadError(f"{path}: not a valid ONNX model (no graph inside); truncated or another format?")
     name = os.path.splitext(os.path.basename(path))[0]
@@ -67,7 +73,7 @@ def from_onnx_model(model: Any, name: str = "model", input_shapes: Mapping[str, 
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise ModelLoadError(f"{source}: inconsistent ONNX model: {_first_line(e)}") from None
+        raise ModelLoadError(f"{source}: inconsistent ONNX model: {first_line(e)}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset < MIN_OPSET:
         raise ModelLoadError(f"{source}: ONNX opset {opset} is not supported; codl reads opset {MIN_OPSET} and newer "
@@ -80,13 +86,8 @@ def from_onnx_model(model: Any, name: str = "model", input_shapes: Mapping[str, 
     try:  # what codl's own checks let through: inputs of mixed types, kernel sizes that disagree ...
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as e:
-        raise ModelLoadError(f"{source}: inconsistent ONNX model: {_first_line(e)}") from None
+        raise ModelLoadError(f"{source}: inconsistent ONNX model: {first_line(e)}") from None
     return graph
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 MAX_TENSOR_BYTES = 16 << 30  # one tensor over this is refused at import, before any allocation

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import GraphError
+from ..errors import GraphError, first_line
 from ..ir.graph import Graph
 from .onnx import from_onnx_model
 
@@ -43,7 +43,7 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor | Sequence[torch.
             torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET,
                               input_names=in_names, output_names=out_names, do_constant_folding=True)
     except Exception as e:
-        raise GraphError(f"cannot export {type(module).__name__} to ONNX: {str(e).splitlines()[0]}") from e
+        raise GraphError(f"cannot export {type(module).__name__} to ONNX: {first_line(e)}") from e
     finally:
         module.train(was_training)
     return buf.getvalue()

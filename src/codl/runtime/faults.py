@@ -21,16 +21,10 @@ from typing import Iterator
 
 import torch
 
-from ..errors import CodlError, ExecutionError
+from ..errors import CodlError, ExecutionError, first_line
 from ..processors import Processor, ProcessorKind
 
 ACCELERATOR_ERROR: type[Exception] = getattr(torch, "AcceleratorError", RuntimeError)
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (torch's CUDA errors carry paragraphs)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def is_device_error(error: BaseException) -> bool:
@@ -86,4 +80,4 @@ def broken_message(label: str, error: BaseException) -> str:
             f"cannot be used again in this process: start a new one")
 
 
-__all__ = ["device_errors", "probe_streams", "is_device_error", "broken_message", "first_line"]
+__all__ = ["device_errors", "probe_streams", "is_device_error", "broken_message"]
