@@ -38,7 +38,7 @@ from codl.plan.chains import chain_search
 from codl.plan.problem import Problem, candidates
 from codl.plan.simulate import predict_single
 from codl.processors import Processor
-from codl.profile.model import load_or_profile, profile_path
+from codl.profile.model import LINKS_VERSION, load_or_profile, profile_path
 from codl.runtime import ReferenceRunner
 from codl.runtime.session import compile
 
@@ -272,6 +272,13 @@ def test_measured_profile_is_cached_and_plan_command_writes_a_runnable_plan(tmp_
     assert path.exists()
     again = load_or_profile(graph, PAIR, progress=False, repeats=1, warmup=1, inputs=[x])
     assert again.to_json()["nodes"] == cost.to_json()["nodes"]  # loaded, not measured again
+    # links measured by an older codl are measured again, the node costs kept
+    old = {**cost.to_json(), "links_version": 1, "links": [{"fixed_ms": 9.0, "ms_per_mb": 9.0}] * 2}
+    path.write_text(json.dumps(old))
+    renewed = load_or_profile(graph, PAIR, progress=False, repeats=1, warmup=1, inputs=[x])
+    assert renewed.links_version == LINKS_VERSION and renewed.links[0].fixed_ms < 9.0
+    assert renewed.to_json()["nodes"] == cost.to_json()["nodes"]
+    assert json.loads(path.read_text())["links_version"] == LINKS_VERSION
 
     out = tmp_path / "plan.json"
     args = ["vgg16", "--input-size", "32", "32", "--width", "0.25", "-d", "cpu,cpu"]

@@ -112,6 +112,7 @@ class CostModel:
     # ms per MB of a copy on each processor: an input assembled from its own and a
     # received piece is copied into one buffer before the op runs
     copy_ms_per_mb: tuple[float, float] = (0.0, 0.0)
+    links_version: int = 0  # how the links were measured (codl.profile.model.LINKS_VERSION)
 
     def assemble_ms(self, proc: int, nbytes: float) -> float:
         return self.copy_ms_per_mb[proc] * nbytes / 1e6
@@ -157,7 +158,7 @@ class CostModel:
         return {**artifact_header("cost-model"), "schema_version": COST_SCHEMA_VERSION, "graph": self.graph,
                 "source": self.source, "processors": self.processors, "itemsize": self.itemsize,
                 "copy_ms_per_mb": list(self.copy_ms_per_mb),
-                "links": [link.to_json() for link in self.links],
+                "links": [link.to_json() for link in self.links], "links_version": self.links_version,
                 "nodes": {k: {"whole": list(v.whole),
                               "shares": {d.value: [[list(p) for p in pts] for pts in v.shares[d]] for d in v.shares}}
                           for k, v in self.nodes.items()}}
@@ -187,4 +188,4 @@ class CostModel:
         except (KeyError, ValueError, TypeError, IndexError) as e:
             raise CostModelError(f"malformed cost model: {e}") from None
         return CostModel(d["graph"], nodes, links, d.get("source", "unknown"), d.get("processors", []),  # type: ignore[arg-type]
-                         int(d.get("itemsize", 4)), copy)  # type: ignore[arg-type]
+                         int(d.get("itemsize", 4)), copy, int(d.get("links_version", 0)))  # type: ignore[arg-type]

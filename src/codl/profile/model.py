@@ -46,6 +46,10 @@ from .exchange import measure_exchange
 SHARES = GRID
 PROFILE_VERSION = 3  # part of the cache key: bump when what a profile holds changes
 SOURCE = "measured (model profile)"
+# How exchanges are measured: a profile whose links are older has them measured again on
+# load (seconds), its node costs kept. 1: GPU waits by cuStreamWaitValue32; 2: by a
+# spinning kernel (codl.runtime.sync).
+LINKS_VERSION = 2
 
 
 def profile_key(graph: Graph, processors: tuple[Processor, Processor], shares: tuple[float, ...]) -> str:
@@ -70,6 +74,14 @@ def load_or_profile(graph: Graph, processors: tuple[Processor, Processor], share
         try:
             cost = CostModel.from_json(json.loads(path.read_text()))
             cost.check(graph)
+            if cost.links_version != LINKS_VERSION:
+                if progress:
+                    print(f"codl: the exchange costs in {path.name} were measured by an older codl; "
+                          "measuring them again", flush=True)
+                from ..runtime.session import pair_defaults
+
+                cost.links, cost.links_version = measure_links(pair_defaults(processors)), LINKS_VERSION
+                write_atomic(path, json.dumps(cost.to_json()))
             return cost
         except (OSError, ValueError, CostModelError) as e:
             if progress:
@@ -161,7 +173,8 @@ def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares:
         bar.close()
     itemsize = processors[0].dtype.itemsize
     source = SOURCE if not skipped else f"{SOURCE}; {skipped} lightest nodes whole only (profile budget)"
-    return CostModel(graph.name, nodes, links, source, [p.describe() for p in processors], itemsize, copy)
+    return CostModel(graph.name, nodes, links, source, [p.describe() for p in processors], itemsize, copy,
+                     LINKS_VERSION)
 
 
 def _inputs(graph: Graph, node, values: dict) -> list[torch.Tensor]:

@@ -2,8 +2,15 @@
 
 A :class:`FlagArray` is an array of 32-bit flags in page-locked host memory that both
 sides see. The GPU stream raises a flag after the work before it (``gpu_write``,
-cuStreamWriteValue32) or waits until the CPU has raised one (``gpu_wait``,
-cuStreamWaitValue32); the CPU raises flags with a plain store and spins on them.
+cuStreamWriteValue32) or waits until the CPU has raised one (``gpu_wait``); the CPU
+raises flags with a plain store and spins on them.
+
+A GPU wait is a one-warp kernel that spins on the flag in host memory (Triton), not
+cuStreamWaitValue32: on the H200 machine a copy or kernel queued behind a stream wait
+that the CPU met within a few microseconds of its enqueueing started ~50 us late (a
+64 KB copy between two flags: 62 us median against 12 us behind the spinning kernel;
+the bare round trip 11 vs 4 us; ``docs/results/coexec.md``). Without Triton the stream
+wait is used.
 Because GPU waits are enqueued ahead of time, the thread driving the GPU never blocks on
 the CPU: it enqueues the whole inference, or replays it from a CUDA graph captured once
 (stream memory operations are captured like kernels).
@@ -19,8 +26,9 @@ operations; :func:`flags_available` says whether this machine can use them.
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -49,6 +57,26 @@ def flags_available(device: int = 0) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _spin_kernel() -> Any:
+    """The GPU-side wait: spin until the flag is raised, then clear it (None without Triton)."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return None
+
+    # one compiled variant for every flag: the index is not specialised (a first launch
+    # of another variant behind a wait could block on module loading)
+    @triton.jit(do_not_specialize=["i"])
+    def wait_and_clear(flags_ptr, i):
+        seen = tl.load(flags_ptr + i, volatile=True)
+        while seen < 1:
+            seen = tl.load(flags_ptr + i, volatile=True)
+        tl.store(flags_ptr + i, 0)
+    return wait_and_clear
+
+
 def _check(result: tuple, what: str) -> tuple:
     from cuda.bindings import driver as cu
 
@@ -71,16 +99,28 @@ class FlagArray:
         self.view = self.host.numpy()  # CPU reads and writes go straight to the pinned page
         (dptr,) = _check(cu.cuMemHostGetDevicePointer(self.host.data_ptr(), 0), "cuMemHostGetDevicePointer")
         self.base = int(dptr)
+        self._spin = _spin_kernel()
         self._self_test(device)
 
     def _self_test(self, device: int) -> None:
-        """One GPU write seen by the CPU, or a clear error now rather than a hang later."""
+        """One GPU write seen by the CPU and one GPU wait met, or a clear error now rather
+        than a hang later. This also loads the wait kernel: a kernel's first launch behind
+        a stream wait would block the launching thread until the wait is met."""
         with torch.cuda.device(device):
-            self.gpu_write(torch.cuda.current_stream(device), 0, 7)
+            stream = torch.cuda.current_stream(device)
+            self.gpu_write(stream, 0, 7)
             torch.cuda.synchronize(device)
-        if int(self.view[0]) != 7:
-            raise CodlError("a flag written by the GPU stream is not visible to the CPU; use sync='events'")
-        self.view[0] = 0
+            if int(self.view[0]) != 7:
+                raise CodlError("a flag written by the GPU stream is not visible to the CPU; use sync='events'")
+            self.view[0] = RAISED
+            self.gpu_wait(stream, 0)
+            torch.cuda.synchronize(device)
+        if int(self.view[0]) != 0:
+            raise CodlError("a GPU wait on a flag did not clear it; use sync='events'")
+
+    @property
+    def wait_mechanism(self) -> str:
+        return "spinning kernel" if self._spin is not None else "cuStreamWaitValue32"
 
     def _ptr(self, i: int) -> object:
         return self._cu.CUdeviceptr(self.base + 4 * i)
@@ -93,6 +133,10 @@ class FlagArray:
 
     def gpu_wait(self, stream: torch.cuda.Stream, i: int) -> None:
         """Enqueue on ``stream``: wait until flag ``i`` is raised, then clear it."""
+        if self._spin is not None:
+            with torch.cuda.stream(stream):
+                self._spin[(1,)](self.host, i, num_warps=1)
+            return
         cu = self._cu
         _check(cu.cuStreamWaitValue32(cu.CUstream(stream.cuda_stream), self._ptr(i), RAISED,
                                       cu.CUstreamWaitValue_flags.CU_STREAM_WAIT_VALUE_GEQ), "cuStreamWaitValue32")
