@@ -73,11 +73,20 @@ class _Case:
         self.side = GpuSide(self.gpu, "", "")
         self.nbytes = self.up.host.numel() * self.up.host.element_size()
         self.received: torch.Tensor | None = None
-        # Load the conversion kernels now: a kernel's first launch behind a stream wait
-        # blocks the launching thread until the wait is met (lazy module loading).
-        torch.empty_like(self.gpu_tensor).copy_(self.up.dev)
-        self.down.dev.copy_(self.gpu_tensor)
-        torch.cuda.synchronize(device)
+        self._warm()
+
+    def _warm(self) -> None:
+        """Each direction's GPU side once with its flags raised in advance: a kernel's
+        first launch behind a wait that is not yet met blocks the launching thread until
+        it is (CUDA loads kernels lazily), and here that thread is the one to meet it."""
+        state = CallState(2, 60.0, ("cpu", "gpu"))
+        self.flags.raise_all([*self.up.gpu_waits, self.start])
+        with self.gpu.work_context(), torch.cuda.stream(self.side.compute):
+            self.up.recv(state, self.side)
+            self.flags.gpu_wait(self.side.compute, self.start)
+            self.down.send(self.gpu_tensor, state, self.side)
+        torch.cuda.synchronize(self.gpu.index)
+        self.flags.clear()
 
     def _spin(self, i: int) -> None:
         self.flags.cpu_wait(i, lambda: None)
