@@ -17,10 +17,11 @@ features follow one for one (:func:`codl.predict.features.cpu_features`):
 
 Each GEMM is ``columns @ weights.T`` with the output channels on the side the vector
 registers run along (MKL's SGEMM for float32), as a linear's output features are.
-Activations and weights are channels-last (a processor running this path keeps them
-so); the output is a channels-last (N, OC, OH, OW) tensor. A processor running this
-path also makes glibc keep freed memory (:func:`keep_freed_memory`), so large outputs
-do not fault in fresh pages on every call. Grouped convs stay on the
+Activations and weights are channels-last (a processor running this path is
+channels-last); the output is a channels-last (N, OC, OH, OW) tensor. Activating a
+processor that runs this path (``Processor.activate``) also makes glibc keep freed
+memory (:func:`keep_freed_memory`), so large outputs do not fault in fresh pages on
+every call. Grouped convs stay on the
 library (oneDNN), where the predictor models oneDNN's grouped kernel.
 """
 
