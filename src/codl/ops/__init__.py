@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import GraphError
 from ..ir.graph import OpKind
-from .base import Imported, OnnxNodeView, OpFamily
+from .base import LIBRARY, Backend, Imported, OnnxNodeView, OpFamily
 from .binary import Binary
 from .conv import Conv, ConvTranspose
 from .layout import Layout
@@ -38,4 +38,4 @@ def family(kind: OpKind) -> OpFamily:
                          f"supported: {sorted(k.value for k in REGISTRY)}") from None
 
 
-__all__ = ["REGISTRY", "ONNX_TYPES", "family", "OpFamily", "OnnxNodeView", "Imported"]
+__all__ = ["REGISTRY", "ONNX_TYPES", "family", "OpFamily", "OnnxNodeView", "Imported", "Backend", "LIBRARY"]

@@ -11,7 +11,16 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape, fail
+from .base import (
+    LIBRARY,
+    Backend,
+    Elementwise,
+    Imported,
+    Kernel,
+    OnnxNodeView,
+    Shape,
+    fail,
+)
 
 _FUNCS = {
     OpKind.ADD: torch.add,
@@ -38,5 +47,5 @@ class Binary(Elementwise):
         dtype = a.dtype if a.dtype.is_float or not b.dtype.is_float else b.dtype
         return [(shape, dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         return _FUNCS[node.op]

@@ -15,7 +15,18 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
+from .base import (
+    LIBRARY,
+    Backend,
+    Imported,
+    Kernel,
+    OnnxNodeView,
+    OpFamily,
+    Shape,
+    fail,
+    ints,
+    norm_axis,
+)
 
 
 def _raw_axes(view: OnnxNodeView) -> list[int]:
@@ -87,7 +98,7 @@ class Layout(OpFamily):
             shape = tuple(out)
         return [(shape, x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         if node.op is OpKind.IDENTITY:
             return lambda x: x

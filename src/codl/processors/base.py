@@ -14,11 +14,13 @@ the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristic
 ``own_kernels``, convs and linears run on codl's own Triton kernels, whose tiling codl
 chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`). On the CPU,
 ``own_kernels`` runs ungrouped convs on codl's own path (:mod:`codl.ops.own_cpu`: an
-im2col copy in blocks of rows and one GEMM per block) while the processor's work runs;
-that path reads and writes channels-last tensors, so such a processor is channels-last
-(the default it gets; ``channels_last=False`` is refused), and :meth:`Processor.activate`
-makes glibc keep freed memory (:func:`codl.ops.own_cpu.keep_freed_memory`, process-wide).
-Parsing has no such effects: it only checks and stores settings.
+im2col copy in blocks of rows and one GEMM per block). Which kernels run is the
+processor's :attr:`Processor.backend`, handed to each node's kernel when a session or
+runner is built (``family(node.op).kernel(node, processor.backend)``). The CPU path
+reads and writes channels-last tensors, so such a processor is channels-last (the
+default it gets; ``channels_last=False`` is refused), and :meth:`Processor.activate`
+makes glibc keep freed memory (:func:`codl.ops.own_cpu.keep_freed_memory`,
+process-wide). Parsing has no such effects: it only checks and stores settings.
 
 Example::
 
@@ -40,6 +42,7 @@ import torch
 
 from ..errors import CodlError
 from ..ir.graph import DType
+from ..ops.base import LIBRARY, Backend
 
 TORCH_DTYPES = {DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16,
                 DType.BFLOAT16: torch.bfloat16, DType.FLOAT64: torch.float64}
@@ -157,15 +160,24 @@ class Processor:
         return limited_stream(self.index, self.sm_limit)
 
     def work_context(self) -> "contextlib.AbstractContextManager[object]":
-        """Context under which this processor's work is enqueued: its stream, if any, and
-        on CUDA its library settings (restored on exit; they are process-wide in PyTorch)."""
-        if self.kind is ProcessorKind.CPU and self.own_kernels:
-            from ..ops.own_cpu import use_own_cpu
-
-            return use_own_cpu()
+        """Context under which this processor's work is enqueued: on CUDA its stream, if
+        any, and its library settings (restored on exit; they are process-wide in
+        PyTorch). Which kernels run is not set here but in :attr:`backend`."""
         if self.kind is not ProcessorKind.CUDA:
             return contextlib.nullcontext()
         return self._cuda_context()
+
+    @property
+    def backend(self) -> Backend:
+        """The kernels this processor's nodes run on, passed to ``family.kernel(node,
+        backend)`` when a session or runner is built: codl's own CPU convs, codl's own
+        GPU kernels tiled for the SMs it may use (its SM limit, else all), or the
+        libraries."""
+        if not self.own_kernels:
+            return LIBRARY
+        if self.kind is ProcessorKind.CPU:
+            return Backend(own_cpu=True)
+        return Backend(gpu_units=self.sm_limit or _sm_count(self.index))
 
     @contextlib.contextmanager
     def _cuda_context(self) -> Iterator[None]:
@@ -180,10 +192,6 @@ class Processor:
             with contextlib.ExitStack() as stack:
                 if stream is not None:
                     stack.enter_context(torch.cuda.stream(stream))
-                if self.own_kernels:
-                    from ..ops.own_kernels import use_own_kernels
-
-                    stack.enter_context(use_own_kernels(self.sm_limit or _sm_count(self.index)))
                 yield
         finally:
             torch.backends.cudnn.benchmark = benchmark

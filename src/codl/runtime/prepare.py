@@ -67,8 +67,9 @@ class Prepared:
                 node, graph = step.node, self.graph
                 out = graph.spec(node.outputs[0])
                 whole = step.box == full_box(out.shape) or len(node.outputs) > 1
-                fam = family(node.op)
-                kernel = fam.kernel(node) if whole else fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box)
+                fam, backend = family(node.op), self.processors[proc].backend
+                kernel = (fam.kernel(node, backend) if whole else
+                          fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box, backend))
                 steps.append(Run(node, kernel, tuple(self._fetch(src, proc, consts) for src in step.inputs),
                                  tuple(self._slot(("own", o)) for o in node.outputs), free))
             elif isinstance(step, SendStep):
