@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..errors import GraphError
 from ..ir.graph import OpKind
-from .base import LIBRARY, Backend, Imported, OnnxNodeView, OpFamily
+from .backend import LIBRARY, Backend
+from .base import Imported, OnnxNodeView, OpFamily
 from .binary import Binary
 from .conv import Conv, ConvTranspose
 from .layout import Layout

@@ -6,8 +6,8 @@ An :class:`OpFamily` covers one or more :class:`~codl.ir.OpKind` values and prov
   such as a Reshape's target shape become attributes; weights stay constant inputs);
 - ``infer``: output shapes and dtypes from input specs (no data touched);
 - ``kernel``: a function over torch tensors that runs the node on any torch device,
-  calling the kernels of a :class:`Backend` chosen when the function is made (a session
-  or runner passes its processor's ``backend``); nothing is looked up per call;
+  calling the kernels of a :class:`~codl.ops.backend.Backend` chosen when the function
+  is made (a session or runner passes its processor's ``backend``);
 - ``flops``: multiply-adds count twice; element-wise ops count one per output element.
 """
 
@@ -22,26 +22,10 @@ import torch
 from ..errors import GraphError
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis
+from .backend import LIBRARY, Backend
 
 Kernel = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
 Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Which kernels a node's kernel function calls, fixed when it is made
-    (``family.kernel(node, backend)``). ``LIBRARY``: PyTorch's (cuDNN, cuBLAS, oneDNN,
-    MKL). ``own_cpu``: ungrouped convs of floating-point CPU tensors on codl's own CPU
-    path (:mod:`codl.ops.own_cpu`). ``gpu_units``: convs and linears of half-type CUDA
-    tensors on codl's own Triton kernels (:mod:`codl.ops.own_kernels`), tiled for that
-    many SMs. Anything else a backend does not cover runs on the libraries.
-    ``Processor.backend`` gives a processor's."""
-
-    own_cpu: bool = False
-    gpu_units: int | None = None
-
-
-LIBRARY = Backend()
 
 
 @dataclass

@@ -11,16 +11,8 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import (
-    LIBRARY,
-    Backend,
-    Elementwise,
-    Imported,
-    Kernel,
-    OnnxNodeView,
-    Shape,
-    fail,
-)
+from .backend import LIBRARY, Backend
+from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape, fail
 
 _FUNCS = {
     OpKind.ADD: torch.add,

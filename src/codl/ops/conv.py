@@ -18,17 +18,8 @@ import torch.nn.functional as F
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, conv_rows, full_box, with_axis
 from . import own_cpu, own_kernels
-from .base import (
-    LIBRARY,
-    Backend,
-    Imported,
-    Kernel,
-    OnnxNodeView,
-    OpFamily,
-    Shape,
-    fail,
-    ints,
-)
+from .backend import LIBRARY, Backend
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 
 
 def _window_attrs(view: OnnxNodeView, kernel: list[int]) -> dict:

@@ -15,18 +15,8 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import (
-    LIBRARY,
-    Backend,
-    Imported,
-    Kernel,
-    OnnxNodeView,
-    OpFamily,
-    Shape,
-    fail,
-    ints,
-    norm_axis,
-)
+from .backend import LIBRARY, Backend
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
 def _raw_axes(view: OnnxNodeView) -> list[int]:

@@ -12,18 +12,8 @@ import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis
-from .base import (
-    LIBRARY,
-    Backend,
-    Imported,
-    Kernel,
-    OnnxNodeView,
-    OpFamily,
-    Shape,
-    fail,
-    ints,
-    norm_axis,
-)
+from .backend import LIBRARY, Backend
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 _REDUCTIONS = {
     OpKind.REDUCE_MEAN: lambda x, axes, keep: torch.mean(x, dim=axes, keepdim=keep),

@@ -17,16 +17,8 @@ import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim
-from .base import (
-    LIBRARY,
-    Backend,
-    Imported,
-    Kernel,
-    OnnxNodeView,
-    OpFamily,
-    Shape,
-    fail,
-)
+from .backend import LIBRARY, Backend
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail
 
 
 def _text(value: object, default: str) -> str:

@@ -17,18 +17,8 @@ import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis, with_axis
-from .base import (
-    LIBRARY,
-    Backend,
-    Imported,
-    Kernel,
-    OnnxNodeView,
-    OpFamily,
-    Shape,
-    fail,
-    ints,
-    norm_axis,
-)
+from .backend import LIBRARY, Backend
+from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
 class Concat(OpFamily):

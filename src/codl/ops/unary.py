@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
-from .base import LIBRARY, Backend, Elementwise, Imported, Kernel, OnnxNodeView, Shape
+from .backend import LIBRARY, Backend
+from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape
 
 _SIMPLE = {
     OpKind.RELU: torch.relu,

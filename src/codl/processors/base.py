@@ -42,7 +42,7 @@ import torch
 
 from ..errors import CodlError
 from ..ir.graph import DType
-from ..ops.base import LIBRARY, Backend
+from ..ops.backend import LIBRARY, Backend
 
 TORCH_DTYPES = {DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16,
                 DType.BFLOAT16: torch.bfloat16, DType.FLOAT64: torch.float64}
