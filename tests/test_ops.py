@@ -190,3 +190,39 @@ def test_pointwise_conv_runs_as_a_gemm_on_small_bf16_channels_last_images() -> N
             assert torch.equal(got, F.conv2d(x, w, b))
     x32 = torch.randn(1, 16, 7, 7, generator=gen)  # fp32 NCHW: the library's conv
     assert torch.equal(kernel(x32, w.float(), b.float()), F.conv2d(x32, w.float(), b.float()))
+
+
+def test_the_backend_is_chosen_when_a_kernel_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv kernel made for a backend calls that backend's kernels, from any thread,
+    with no per-call state: codl's own CPU path, codl's GPU kernels tiled for the
+    backend's SMs (faked here: the CPU has no Triton), or the library."""
+    import threading
+
+    from codl.ops import LIBRARY, Backend, own_cpu, own_kernels
+
+    attrs = {"kernel": [3, 3], "strides": [2, 2], "pads": [0, 1, 1, 1], "dilations": [1, 1], "group": 1}
+    node, calls = Node("n", OpKind.CONV, ["x", "w", "b"], ["y"], attrs), []
+    cpu_conv = own_cpu.conv2d
+    monkeypatch.setattr(own_cpu, "conv2d", lambda *a: calls.append(("cpu", a[4])) or cpu_conv(*a))
+    monkeypatch.setattr(own_kernels, "supports", lambda x, groups, w: True)
+    monkeypatch.setattr(own_kernels, "conv2d", lambda x, w, b, stride, pads, dil, groups, out_hw, units:
+                        calls.append(("gpu", pads, out_hw, units)) or torch.zeros(1))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 9, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(6, 4, 3, 3, generator=gen), torch.randn(6, generator=gen)
+    want = F.conv2d(F.pad(x, (1, 1, 0, 1)), w, b, 2)
+    conv = family(OpKind.CONV)
+    results: list = []
+    worker = threading.Thread(target=lambda: results.append(conv.kernel(node, Backend(own_cpu=True))(x, w, b)))
+    worker.start()
+    worker.join()
+    torch.testing.assert_close(results[0], want, rtol=1e-5, atol=1e-5)
+    assert calls == [("cpu", (0, 1, 1, 1))]
+    conv.kernel(node, Backend(gpu_units=8))(x, w, b)
+    assert calls[1:] == [("gpu", (0, 1), (4, 4), 8)]
+    torch.testing.assert_close(conv.kernel(node, LIBRARY)(x, w, b), want, rtol=1e-5, atol=1e-5)
+    assert len(calls) == 2
+    assert CPU.backend == LIBRARY and Processor.parse("cpu", own_kernels=True).backend == Backend(own_cpu=True)
+    linear = Node("l", OpKind.LINEAR, ["x", "w"], ["y"], {})
+    assert family(OpKind.LINEAR).kernel(linear) is F.linear
+    assert family(OpKind.LINEAR).kernel(linear, Backend(gpu_units=8)) is not F.linear

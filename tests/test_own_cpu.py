@@ -103,6 +103,28 @@ def test_processor_runs_the_gemms_the_model_counts(sample: Sample, monkeypatch: 
     assert f["blocks"] == pytest.approx((expected - 1) / 1e6)
 
 
+def test_own_cpu_processor_is_channels_last_and_parsing_has_no_side_effects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Own CPU kernels make a processor channels-last by default and refuse NCHW;
+    glibc's freed-memory setting is applied when the processor is activated, not parsed."""
+    from codl.errors import CodlError
+
+    calls = []
+    monkeypatch.setattr(own_cpu, "keep_freed_memory", lambda: calls.append(1) or True)
+    own = Processor.parse("cpu", 1, own_kernels=True)
+    assert own.channels_last and Processor.parse("cpu", 1, channels_last=True, own_kernels=True) == own
+    assert not Processor.parse("cpu", 1).channels_last
+    with pytest.raises(CodlError, match="channels-last"):
+        Processor.parse("cpu", 1, channels_last=False, own_kernels=True)
+    assert Processor.from_description(own.describe()) == own
+    assert calls == [1]  # describe asks whether it applies; parse did not call it
+    threads = torch.get_num_threads()
+    try:
+        own.activate()
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [1, 1]
+
+
 def test_own_regimes_and_features() -> None:
     assert feature_names("conv", OWN) == feature_names("linear", OWN) == CPU_OWN_FEATURES
     c = Sample("conv", 8, 48, 8, 8, 3, 1, 1, 1, 1).config()  # 64 pixels x 48 channels x 72

@@ -18,7 +18,8 @@ def device_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps or xpu")
     q.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     q.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="compute type")
-    q.add_argument("--channels-last", action="store_true", help="keep 4-D tensors channels-last (NHWC)")
+    q.add_argument("--channels-last", action="store_true", default=None,
+                   help="keep 4-D tensors channels-last (NHWC); always so with --own-kernels on the cpu")
     q.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs (CUDA green context)")
     q.add_argument("--autotune", action="store_true",
                    help="cuda: let cuDNN time its kernels for each shape and keep the fastest")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..errors import GraphError
 from ..ir.graph import OpKind
+from .backend import LIBRARY, Backend
 from .base import Imported, OnnxNodeView, OpFamily
 from .binary import Binary
 from .conv import Conv, ConvTranspose
@@ -38,4 +39,4 @@ def family(kind: OpKind) -> OpFamily:
                          f"supported: {sorted(k.value for k in REGISTRY)}") from None
 
 
-__all__ = ["REGISTRY", "ONNX_TYPES", "family", "OpFamily", "OnnxNodeView", "Imported"]
+__all__ = ["REGISTRY", "ONNX_TYPES", "family", "OpFamily", "OnnxNodeView", "Imported", "Backend", "LIBRARY"]

@@ -5,7 +5,9 @@ An :class:`OpFamily` covers one or more :class:`~codl.ir.OpKind` values and prov
 - ``from_onnx``: turn one ONNX node into codl attributes and inputs (constant operands
   such as a Reshape's target shape become attributes; weights stay constant inputs);
 - ``infer``: output shapes and dtypes from input specs (no data touched);
-- ``kernel``: a function over torch tensors that runs the node on any torch device;
+- ``kernel``: a function over torch tensors that runs the node on any torch device,
+  calling the kernels of a :class:`~codl.ops.backend.Backend` chosen when the function
+  is made (a session or runner passes its processor's ``backend``);
 - ``flops``: multiply-adds count twice; element-wise ops count one per output element.
 """
 
@@ -20,6 +22,7 @@ import torch
 from ..errors import GraphError
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis
+from .backend import LIBRARY, Backend
 
 Kernel = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
 Shape = tuple[int, ...]
@@ -73,7 +76,8 @@ class OpFamily:
     def infer(self, node: Node, ins: Sequence[TensorSpec]) -> list[tuple[Shape, DType]]:
         raise NotImplementedError
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
+        """The function running ``node`` (inputs in order, as torch tensors) on ``backend``."""
         raise NotImplementedError
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
@@ -96,10 +100,11 @@ class OpFamily:
         the executor slices them) that computing it needs."""
         raise NotImplementedError
 
-    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box,
+                       backend: Backend = LIBRARY) -> Kernel:
         """A kernel computing output region ``box`` from inputs holding exactly
-        ``input_boxes(..., box)``."""
-        return self.kernel(node)
+        ``input_boxes(..., box)``, on ``backend``."""
+        return self.kernel(node, backend)
 
 
 class Elementwise(OpFamily):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from .backend import LIBRARY, Backend
 from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape, fail
 
 _FUNCS = {
@@ -38,5 +39,5 @@ class Binary(Elementwise):
         dtype = a.dtype if a.dtype.is_float or not b.dtype.is_float else b.dtype
         return [(shape, dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         return _FUNCS[node.op]

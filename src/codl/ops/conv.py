@@ -9,16 +9,16 @@ Weights: conv (OC, IC/group, kh, kw); transposed conv (IC, OC/group, kh, kw).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from dataclasses import replace
-
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, conv_rows, full_box, with_axis
 from . import own_cpu, own_kernels
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 
 
@@ -128,22 +128,25 @@ class Conv(OpFamily):
             raise fail(node, f"output would be empty for input {x}")
         return [((n, w.shape[0], ho, wo), x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         library = self._library_kernel(node)
         a = node.attrs
         pt, pl, pb, pr = a["pads"]
         (kh, kw), stride, dil, groups = a["kernel"], tuple(a["strides"]), tuple(a["dilations"]), a["group"]
+        units = backend.gpu_units
 
-        def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-            if own_cpu.active() and own_cpu.supports(x, groups):
+        def own_cpu_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            if own_cpu.supports(x, groups):
                 return own_cpu.conv2d(x, w, b, stride, (pt, pl, pb, pr), dil)
-            units = own_kernels.active_units()
-            if units is None or not own_kernels.supports(x, groups, w):
+            return library(x, w, b)
+
+        def own_gpu_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            if not own_kernels.supports(x, groups, w):
                 return library(x, w, b)
             out_hw = (conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0]),
                       conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1]))
             return own_kernels.conv2d(x, w, b, stride, (pt, pl), dil, groups, out_hw, units)
-        return conv
+        return own_cpu_conv if backend.own_cpu else own_gpu_conv if units is not None else library
 
     @staticmethod
     def _library_kernel(node: Node) -> Kernel:
@@ -196,14 +199,15 @@ class Conv(OpFamily):
         x_box = (box[0], (g0 * per_group_in, g1 * per_group_in), (lo, hi), (0, x.shape[3]))
         return [x_box, with_axis(full_box(w.shape), 0, c0, c1)] + [((c0, c1),)] * (len(ins) - 2)
 
-    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box,
+                       backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         (c0, c1), (r0, r1) = box[1], box[2]
         per_group_out = ins[1].shape[0] // a["group"]
         _, _, pad_lo, pad_hi = conv_rows(r0, r1, a["kernel"][0], a["strides"][0], a["pads"][0], a["dilations"][0], ins[0].shape[2])
         groups = (c1 - c0) // per_group_out if a["group"] > 1 else 1
         attrs = {**a, "pads": [pad_lo, a["pads"][1], pad_hi, a["pads"][3]], "group": groups}
-        return self.kernel(replace(node, attrs=attrs))
+        return self.kernel(replace(node, attrs=attrs), backend)
 
 
 class ConvTranspose(OpFamily):
@@ -244,7 +248,7 @@ class ConvTranspose(OpFamily):
             out.append(full + a["output_padding"][i] - a["pads"][i] - a["pads"][i + 2])
         return [(tuple(out), x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         pt, pl, pb, pr = a["pads"]
         stride, dil, groups, opad = tuple(a["strides"]), tuple(a["dilations"]), a["group"], tuple(a["output_padding"])
@@ -296,12 +300,13 @@ class ConvTranspose(OpFamily):
             w_box = with_axis(full_box(w.shape), 1, c0, c1)
         return [(box[0], channels, (lo, hi), (0, x.shape[3])), w_box] + [((c0, c1),)] * (len(ins) - 2)
 
-    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box,
+                       backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         (c0, c1), (r0, r1) = box[1], box[2]
         g0, g1 = self._groups(node, ins, c0, c1)
         if (r0, r1) == (0, out.shape[2]):
-            return self.kernel(replace(node, attrs={**a, "group": g1 - g0}))
+            return self.kernel(replace(node, attrs={**a, "group": g1 - g0}), backend)
         lo, _ = self._rows(node, ins[0].shape[2], r0, r1)
         stride, dil = tuple(a["strides"]), tuple(a["dilations"])
         origin, left, width = lo * a["strides"][0] - a["pads"][0], a["pads"][1], out.shape[3]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
@@ -87,7 +88,7 @@ class Layout(OpFamily):
             shape = tuple(out)
         return [(shape, x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         if node.op is OpKind.IDENTITY:
             return lambda x: x

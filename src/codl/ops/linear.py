@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, full_box, with_axis
 from . import own_kernels
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, broadcast_box, fail
 
 
@@ -76,8 +77,18 @@ class Linear(OpFamily):
             raise fail(node, f"batch dimensions of {a} and {b} do not broadcast") from None
         return [(batch + (a.shape[-2], b.shape[-1]), a.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
-        return _linear if node.op is OpKind.LINEAR else torch.matmul
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
+        if node.op is OpKind.MATMUL:
+            return torch.matmul
+        units = backend.gpu_units
+        if units is None:
+            return F.linear
+
+        def own_gpu_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16):
+                return own_kernels.linear(x, w, b, units)
+            return F.linear(x, w, b)
+        return own_gpu_linear
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
         return 2 * outs[0].numel * ins[0].shape[-1]
@@ -98,9 +109,3 @@ class Linear(OpFamily):
         b_box = broadcast_box(batch + ((0, b.shape[-2]), cols), b.shape)
         return [a_box, b_box]
 
-
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    units = own_kernels.active_units()
-    if units is not None and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16):
-        return own_kernels.linear(x, w, b, units)
-    return F.linear(x, w, b)

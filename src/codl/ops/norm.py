@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis, full_box
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, norm_axis
 
 
@@ -48,7 +49,7 @@ class Norm(OpFamily):
                 raise fail(node, f"parameters do not match normalised shape {norm_shape}")
         return [(x.shape, x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         eps = node.attrs["epsilon"]
         if node.op is OpKind.BATCH_NORM:
             return lambda x, s, b, m, v: F.batch_norm(x, m, v, s, b, False, 0.0, eps)

@@ -17,10 +17,11 @@ features follow one for one (:func:`codl.predict.features.cpu_features`):
 
 Each GEMM is ``columns @ weights.T`` with the output channels on the side the vector
 registers run along (MKL's SGEMM for float32), as a linear's output features are.
-Activations and weights are channels-last (a processor running this path keeps them
-so); the output is a channels-last (N, OC, OH, OW) tensor. A processor running this
-path also makes glibc keep freed memory (:func:`keep_freed_memory`), so large outputs
-do not fault in fresh pages on every call. Grouped convs stay on the
+Activations and weights are channels-last (a processor running this path is
+channels-last); the output is a channels-last (N, OC, OH, OW) tensor. Activating a
+processor that runs this path (``Processor.activate``) also makes glibc keep freed
+memory (:func:`keep_freed_memory`), so large outputs do not fault in fresh pages on
+every call. Grouped convs stay on the
 library (oneDNN), where the predictor models oneDNN's grouped kernel.
 """
 
@@ -38,23 +39,7 @@ import torch.nn.functional as F
 # GEMM has hundreds of rows
 BLOCK_BYTES = 4 << 20
 
-_state = threading.local()
-
-
-def active() -> bool:
-    """Whether this thread's CPU convs run on this path."""
-    return getattr(_state, "on", False)
-
-
-class use_own_cpu:
-    """Context manager: this thread's ungrouped CPU convs run on codl's own path."""
-
-    def __enter__(self) -> None:
-        self.before = active()
-        _state.on = True
-
-    def __exit__(self, *exc: object) -> None:
-        _state.on = self.before
+_buffers = threading.local()  # each thread's im2col buffers by dtype (two CPU groups run convs at once)
 
 
 @functools.lru_cache(maxsize=None)
@@ -87,9 +72,9 @@ def block_rows(out_rows: int, out_cols: int, k: int, elem_bytes: int) -> int:
 
 
 def _workspace(elems: int, dtype: torch.dtype) -> torch.Tensor:
-    buf = getattr(_state, "buffers", None)
+    buf = getattr(_buffers, "by_dtype", None)
     if buf is None:
-        buf = _state.buffers = {}
+        buf = _buffers.by_dtype = {}
     ws = buf.get(dtype)
     if ws is None or ws.numel() < elems:
         ws = buf[dtype] = torch.empty(elems, dtype=dtype)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from typing import Any, NamedTuple
 
 import torch
@@ -99,31 +98,6 @@ def gemm_tiling(m: int, n: int, k_per_tap: int, taps: int, units: int) -> Tiling
 def depthwise_tile(channels: int) -> tuple[int, int]:
     """(output pixels, channels) of a depthwise program."""
     return DEPTHWISE_PIXELS, 32 if channels <= 32 else 64
-
-
-# While a processor with own kernels enqueues its work (Processor.work_context), this
-# thread's convs and linears on CUDA go to these kernels, tiled for that many SMs.
-_state = threading.local()
-
-
-def active_units() -> int | None:
-    """The SM count own kernels tile for in this thread, or None (library kernels)."""
-    return getattr(_state, "units", None)
-
-
-class use_own_kernels:
-    """Context manager: this thread's CUDA convs and linears run on codl's kernels,
-    tiled for ``units`` SMs."""
-
-    def __init__(self, units: int) -> None:
-        self.units = units
-
-    def __enter__(self) -> None:
-        self.before = active_units()
-        _state.units = self.units
-
-    def __exit__(self, *exc: object) -> None:
-        _state.units = self.before
 
 
 def available() -> str | None:

@@ -7,15 +7,15 @@ bottom, right], ``dilations`` (max pool), ``ceil_mode`` (0/1), and for average p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from dataclasses import replace
-
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, conv_rows, with_axis
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
 from .conv import _window_attrs
 
@@ -70,7 +70,7 @@ class Pool(OpFamily):
             raise fail(node, f"output would be empty for input {x}")
         return [((n, c, ho, wo), x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         if node.op is OpKind.GLOBAL_AVG_POOL:
             return lambda x: torch.mean(x, dim=(2, 3), keepdim=True)
         a = node.attrs
@@ -117,12 +117,13 @@ class Pool(OpFamily):
         lo, hi, _, _ = conv_rows(*box[2], a["kernel"][0], a["strides"][0], a["pads"][0], a.get("dilations", [1, 1])[0], x.shape[2])
         return [with_axis(box[:2] + ((0, x.shape[2]), (0, x.shape[3])), 2, lo, hi)]
 
-    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box,
+                       backend: Backend = LIBRARY) -> Kernel:
         if node.op is OpKind.GLOBAL_AVG_POOL or box[2] == (0, out.shape[2]):
-            return self.kernel(node)
+            return self.kernel(node, backend)
         a = node.attrs
         (kh, kw), (sh, sw), dil = a["kernel"], a["strides"], a.get("dilations", [1, 1])
         _, _, top, bottom = conv_rows(*box[2], kh, sh, a["pads"][0], dil[0], ins[0].shape[2])
         # Explicit pads reproduce ceil mode too, so the partial op runs without it.
         _, _, left, right = conv_rows(0, out.shape[3], kw, sw, a["pads"][1], dil[1], ins[0].shape[3])
-        return self.kernel(replace(node, attrs={**a, "pads": [top, left, bottom, right], "ceil_mode": 0}))
+        return self.kernel(replace(node, attrs={**a, "pads": [top, left, bottom, right], "ceil_mode": 0}), backend)

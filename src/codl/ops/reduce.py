@@ -12,8 +12,8 @@ import torch
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
-
 
 _REDUCTIONS = {
     OpKind.REDUCE_MEAN: lambda x, axes, keep: torch.mean(x, dim=axes, keepdim=keep),
@@ -47,7 +47,7 @@ class Reduce(OpFamily):
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
         return [(shape, x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         if node.op is OpKind.SOFTMAX:
             axis = node.attrs["axis"]
             return lambda x: torch.softmax(x, axis)

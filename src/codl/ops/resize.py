@@ -13,11 +13,11 @@ import math
 from typing import Sequence
 
 import torch
-
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail
 
 
@@ -74,7 +74,7 @@ class Resize(OpFamily):
             raise fail(node, f"input must be NCHW; got {x}")
         return [((x.shape[0], x.shape[1], *node.attrs["size"]), x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         mode = "nearest" if a["mode"] == "nearest" else "bilinear"
         align = bool(a["align_corners"]) if mode == "bilinear" else None
@@ -103,10 +103,11 @@ class Resize(OpFamily):
         rows = (box[2][0] // f, (box[2][1] - 1) // f + 1) if f else (0, x[2])
         return [(box[0], box[1], rows, (0, x[3]))]
 
-    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box) -> Kernel:
+    def partial_kernel(self, node: Node, ins: Sequence[TensorSpec], out: TensorSpec, box: Box,
+                       backend: Backend = LIBRARY) -> Kernel:
         f = self._row_factor(node, ins) if box[2] != (0, out.shape[2]) else None
         if not f:
-            return self.kernel(node)
+            return self.kernel(node, backend)
         r0, r1 = box[2]
         skip, width, scales = r0 - (r0 // f) * f, node.attrs["size"][1], node.attrs["scales"]
 

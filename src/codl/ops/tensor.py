@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
 from ..ir.regions import Box, Dim, default_axis, with_axis
+from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints, norm_axis
 
 
@@ -37,7 +38,7 @@ class Concat(OpFamily):
         out[axis] = sum(s.shape[axis] for s in ins)
         return [(tuple(out), ins[0].dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         axis = node.attrs["axis"]
         return lambda *xs: torch.cat(xs, axis)
 
@@ -77,7 +78,7 @@ class Split(OpFamily):
             raise fail(node, f"sizes {sizes} do not split axis {axis} of {x} into {len(node.outputs)} outputs")
         return [(x.shape[:axis] + (s,) + x.shape[axis + 1:], x.dtype) for s in sizes]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         axis, sizes = node.attrs["axis"], node.attrs["sizes"]
         return lambda x: torch.split(x, sizes, axis)
 
@@ -114,7 +115,7 @@ class Slice(OpFamily):
             out[ax] = len(range(st, en, sp))
         return [(tuple(out), ins[0].dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         rank = max(a["axes"], default=-1) + 1
         index = [slice(None)] * rank
@@ -164,7 +165,7 @@ class Pad(OpFamily):
             raise fail(node, f"pads {pads} do not match rank {rank}")
         return [(tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(x.shape)), x.dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         pads, mode, value = node.attrs["pads"], node.attrs["mode"], node.attrs["value"]
         rank = len(pads) // 2
         torch_mode = _PAD_MODES[mode]
@@ -210,7 +211,7 @@ class Gather(OpFamily):
         mid = () if node.attrs["index"] is not None else ins[1].shape
         return [(x[:axis] + tuple(mid) + x[axis + 1:], ins[0].dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         axis, index = node.attrs["axis"], node.attrs["index"]
         if index is not None:
             return lambda x: x.select(axis, index)

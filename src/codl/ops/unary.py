@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ir.graph import DType, Node, OpKind, TensorSpec
+from .backend import LIBRARY, Backend
 from .base import Elementwise, Imported, Kernel, OnnxNodeView, Shape
 
 _SIMPLE = {
@@ -55,7 +56,7 @@ class Unary(Elementwise):
     def infer(self, node: Node, ins: Sequence[TensorSpec]) -> list[tuple[Shape, DType]]:
         return [(ins[0].shape, ins[0].dtype)]
 
-    def kernel(self, node: Node) -> Kernel:
+    def kernel(self, node: Node, backend: Backend = LIBRARY) -> Kernel:
         a = node.attrs
         if node.op in _SIMPLE:
             return _SIMPLE[node.op]

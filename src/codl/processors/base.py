@@ -14,8 +14,13 @@ the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristic
 ``own_kernels``, convs and linears run on codl's own Triton kernels, whose tiling codl
 chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`). On the CPU,
 ``own_kernels`` runs ungrouped convs on codl's own path (:mod:`codl.ops.own_cpu`: an
-im2col copy in blocks of rows and one GEMM per block) while the processor's work runs,
-and keeps 4-D tensors channels-last, which that path reads and writes.
+im2col copy in blocks of rows and one GEMM per block). Which kernels run is the
+processor's :attr:`Processor.backend`, handed to each node's kernel when a session or
+runner is built (``family(node.op).kernel(node, processor.backend)``). The CPU path
+reads and writes channels-last tensors, so such a processor is channels-last (the
+default it gets; ``channels_last=False`` is refused), and :meth:`Processor.activate`
+makes glibc keep freed memory (:func:`codl.ops.own_cpu.keep_freed_memory`,
+process-wide). Parsing has no such effects: it only checks and stores settings.
 
 Example::
 
@@ -37,6 +42,7 @@ import torch
 
 from ..errors import CodlError
 from ..ir.graph import DType
+from ..ops.backend import LIBRARY, Backend
 
 TORCH_DTYPES = {DType.FLOAT32: torch.float32, DType.FLOAT16: torch.float16,
                 DType.BFLOAT16: torch.bfloat16, DType.FLOAT64: torch.float64}
@@ -94,13 +100,21 @@ class Processor:
     autotune: bool = False  # CUDA only: cuDNN times its kernels per shape and keeps the fastest
     own_kernels: bool = False  # codl's own kernels: CUDA convs and linears (codl.ops.own_kernels), CPU convs (codl.ops.own_cpu)
 
+    def __post_init__(self) -> None:
+        if self.own_kernels and self.kind is ProcessorKind.CPU and not self.channels_last:
+            raise CodlError("codl's own CPU kernels read and write channels-last tensors: "
+                            "leave channels_last unset (or True) with own_kernels on the cpu")
+
     @staticmethod
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
-              channels_last: bool = False, sm_limit: int | None = None,
+              channels_last: bool | None = None, sm_limit: int | None = None,
               cores: tuple[int, ...] | None = None, autotune: bool = False,
               own_kernels: bool = False) -> "Processor":
         """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable.
-        A CPU group given ``cores`` uses one thread per core unless ``threads`` says."""
+        A CPU group given ``cores`` uses one thread per core unless ``threads`` says.
+        ``channels_last`` (4-D tensors kept NHWC): by default True for a CPU with
+        ``own_kernels`` (codl's CPU conv path reads and writes channels-last; False is
+        then an error), else False."""
         name, _, idx = text.partition(":")
         try:
             kind = ProcessorKind(name)
@@ -115,12 +129,10 @@ class Processor:
             raise CodlError("an SM limit applies to cuda devices only")
         if autotune and kind is not ProcessorKind.CUDA:
             raise CodlError("--autotune applies to cuda devices only (it turns on cuDNN's per-shape kernel timing)")
-        if own_kernels and kind is ProcessorKind.CPU:
-            from ..ops.own_cpu import keep_freed_memory
-
-            channels_last = True  # codl's CPU conv path reads and writes channels-last (codl.ops.own_cpu)
-            keep_freed_memory()  # large outputs reuse mapped memory (process-wide; see there)
-        elif own_kernels:
+        own_cpu = own_kernels and kind is ProcessorKind.CPU
+        if channels_last is None:
+            channels_last = own_cpu
+        if own_kernels and not own_cpu:
             from ..ops.own_kernels import available
 
             why = available() if kind is ProcessorKind.CUDA else f"codl has no own kernels for {kind.value}"
@@ -148,15 +160,24 @@ class Processor:
         return limited_stream(self.index, self.sm_limit)
 
     def work_context(self) -> "contextlib.AbstractContextManager[object]":
-        """Context under which this processor's work is enqueued: its stream, if any, and
-        on CUDA its library settings (restored on exit; they are process-wide in PyTorch)."""
-        if self.kind is ProcessorKind.CPU and self.own_kernels:
-            from ..ops.own_cpu import use_own_cpu
-
-            return use_own_cpu()
+        """Context under which this processor's work is enqueued: on CUDA its stream, if
+        any, and its library settings (restored on exit; they are process-wide in
+        PyTorch). Which kernels run is not set here but in :attr:`backend`."""
         if self.kind is not ProcessorKind.CUDA:
             return contextlib.nullcontext()
         return self._cuda_context()
+
+    @property
+    def backend(self) -> Backend:
+        """The kernels this processor's nodes run on, passed to ``family.kernel(node,
+        backend)`` when a session or runner is built: codl's own CPU convs, codl's own
+        GPU kernels tiled for the SMs it may use (its SM limit, else all), or the
+        libraries."""
+        if not self.own_kernels:
+            return LIBRARY
+        if self.kind is ProcessorKind.CPU:
+            return Backend(own_cpu=True)
+        return Backend(gpu_units=self.sm_limit or _sm_count(self.index))
 
     @contextlib.contextmanager
     def _cuda_context(self) -> Iterator[None]:
@@ -171,10 +192,6 @@ class Processor:
             with contextlib.ExitStack() as stack:
                 if stream is not None:
                     stack.enter_context(torch.cuda.stream(stream))
-                if self.own_kernels:
-                    from ..ops.own_kernels import use_own_kernels
-
-                    stack.enter_context(use_own_kernels(self.sm_limit or _sm_count(self.index)))
                 yield
         finally:
             torch.backends.cudnn.benchmark = benchmark
@@ -209,11 +226,17 @@ class Processor:
                             f"(torch {torch.__version__}, cuda available: {torch.cuda.is_available()})")
 
     def activate(self) -> None:
-        """Apply this processor's settings to the calling thread: its CPU thread count
-        (per thread in PyTorch's OpenMP backend) and, for a pinned group, its cores (the
-        thread pool it starts afterwards inherits them)."""
+        """Apply this processor's settings to the calling thread before it works: its
+        CPU thread count (per thread in PyTorch's OpenMP backend) and, for a pinned
+        group, its cores (the thread pool it starts afterwards inherits them). With own
+        CPU kernels, glibc then keeps freed memory (process-wide, once: large outputs
+        reuse mapped memory; :func:`codl.ops.own_cpu.keep_freed_memory`)."""
         if self.kind is not ProcessorKind.CPU:
             return
+        if self.own_kernels:
+            from ..ops.own_cpu import keep_freed_memory
+
+            keep_freed_memory()
         if self.cores is not None:
             os.sched_setaffinity(0, self.cores)  # 0: the calling thread
         if self.threads is not None:
@@ -237,8 +260,9 @@ class Processor:
         """The processor :meth:`describe` described (its settings; hardware fields are
         checked by :meth:`parse` against this machine)."""
         try:
+            layout = d.get("channels_last")
             return Processor.parse(str(d["device"]), threads=d.get("threads"), dtype=DType(d["dtype"]),
-                                   channels_last=bool(d.get("channels_last", False)), sm_limit=d.get("sm_limit"),
+                                   channels_last=None if layout is None else bool(layout), sm_limit=d.get("sm_limit"),
                                    cores=tuple(d["cores"]) if d.get("cores") else None,
                                    autotune=bool(d.get("autotune", False)), own_kernels=d.get("kernels") == "codl")
         except (KeyError, ValueError, TypeError) as e:

@@ -183,7 +183,7 @@ def _inputs(graph: Graph, node, values: dict) -> list[torch.Tensor]:
 
 def _whole(graph: Graph, node, proc: Processor, values: dict, repeats: int, warmup: int) -> float:
     args = [to_processor(t, proc) for t in _inputs(graph, node, values)]
-    kernel = family(node.op).kernel(node)
+    kernel = family(node.op).kernel(node, proc.backend)
     return _median_ms(lambda: kernel(*args), proc, repeats, warmup)
 
 
@@ -208,7 +208,7 @@ def _shares(graph: Graph, node, proc: Processor, q: int, values: dict, shares: t
                 continue
             sliced = [to_processor(t[relative(b, full_box(t.shape))].contiguous(), proc)
                       for t, b in zip(whole_inputs, fam.input_boxes(node, ins, out, box))]
-            part = fam.partial_kernel(node, ins, out, box)
+            part = fam.partial_kernel(node, ins, out, box, proc.backend)
             points[dim].append((frac, _median_ms(lambda: part(*sliced), proc, repeats, warmup)))
     return points
 

@@ -100,16 +100,35 @@ class CallState:
         return True
 
 
+class Prober:
+    """``probe`` (which raises on a device error) rate-limited for one wait on the GPU:
+    called with the time now, it probes at most every ``PROBE_S``, the first time
+    ``PROBE_S`` after the wait began, so the many waits that end sooner never ask."""
+
+    __slots__ = ("probe", "next")
+
+    def __init__(self, probe: Callable[[], None]) -> None:
+        self.probe = probe
+        self.next = time.monotonic() + PROBE_S
+
+    def __call__(self, now: float) -> None:
+        if now > self.next:
+            self.next = now + PROBE_S
+            self.probe()
+
+
 class Checker:
     """A deadline for one wait: calling it raises :class:`Abort` if the call failed and
-    an error naming the sender once the deadline has passed."""
+    an error naming the sender once the deadline has passed; a wait on processor 1 also
+    asks it for a device error now and then (:class:`Prober`)."""
 
-    __slots__ = ("state", "sender", "what", "deadline", "next_probe")
+    __slots__ = ("state", "sender", "what", "deadline", "prober")
 
     def __init__(self, state: CallState, sender: int, what: str) -> None:
         self.state, self.sender, self.what = state, sender, what
         self.deadline = state.deadline()
-        self.next_probe = self.deadline - state.timeout_s + PROBE_S
+        probe = state.probe
+        self.prober = Prober(probe) if probe is not None and sender == 1 else None
 
     def __call__(self) -> None:
         if self.state.error is not None:
@@ -117,7 +136,5 @@ class Checker:
         now = time.monotonic()
         if now > self.deadline:
             raise self.state.timed_out(self.sender, self.what)
-        probe = self.state.probe
-        if probe is not None and self.sender == 1 and now > self.next_probe:
-            self.next_probe = now + PROBE_S
-            probe()
+        if self.prober is not None:
+            self.prober(now)

@@ -18,6 +18,7 @@ while a fault hook is set, run eagerly (per-step timing events, hooks per step).
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
@@ -27,7 +28,7 @@ from ..errors import ExecutionError
 from ..ir.graph import TensorSpec
 from ..processors import Processor
 from ..processors.cuda import session_streams
-from .call import PROBE_S, CallState
+from .call import CallState, Prober
 from .faults import probe_streams
 from .reference import to_processor
 from .steps import Local, Recv, Run, Send, Step, call_hook, run_step
@@ -136,24 +137,22 @@ class GpuProgram:
             self.graph.replay()  # type: ignore[union-attr]
 
     def probe(self, label: str) -> None:
-        """Raise an ExecutionError if a device error has reached this program's streams."""
+        """Raise an ExecutionError if a device error has reached this program's streams.
+        Waits call it through a :class:`~codl.runtime.call.Prober` (rate-limited)."""
         probe_streams((self.side.compute, self.side.copy), label)
 
     def wait_done(self, timeout_s: float, label: str) -> None:
         """Wait until the GPU has finished the program; an error if it does not within
         ``timeout_s`` (the GPU is then stuck and the session unusable) or a device error
         reaches its streams."""
-        start = time.monotonic()
-        deadline, next_probe = start + timeout_s, start + PROBE_S
+        deadline = time.monotonic() + timeout_s
+        prober = Prober(functools.partial(self.probe, label))
 
         def check() -> None:
-            nonlocal next_probe
             now = time.monotonic()
             if now > deadline:
                 raise ExecutionError(f"{label} did not finish within {timeout_s:g} s")
-            if now > next_probe:
-                next_probe = now + PROBE_S
-                self.probe(label)
+            prober(now)
         if self.flags is not None:
             self.flags.cpu_wait(self.done_flag, check)
         else:

@@ -50,9 +50,10 @@ class ReferenceRunner:
                 last_use[i] = step
         keep = set(graph.outputs) | set(graph.constants)
         self._steps = []
+        backend = processor.backend
         for step, node in enumerate(graph.nodes):
             free = [slot[i] for i in dict.fromkeys(node.inputs) if last_use[i] == step and i not in keep]
-            self._steps.append((node, family(node.op).kernel(node), [slot[i] for i in node.inputs],
+            self._steps.append((node, family(node.op).kernel(node, backend), [slot[i] for i in node.inputs],
                                 [slot[o] for o in node.outputs], free))
         self._out_slots = [slot[o] for o in graph.outputs]
         processor.synchronize()  # constants are in place before work on another stream reads them

@@ -4,7 +4,8 @@
 program per processor), every constant sliced to the regions each processor reads and
 converted to that processor's type, one typed step per run, send and receive
 (:mod:`codl.runtime.steps`), and one channel per region that crosses between the
-processors (:mod:`codl.runtime.channels`). Nothing is created per call but the values.
+processors (:mod:`codl.runtime.channels`), all made by :mod:`codl.runtime.prepare`.
+Nothing is created per call but the values.
 
 Threads. Processor 0 (the CPU) runs in a persistent worker thread, and processor 1 too
 when it is a second CPU group; a GPU is driven from the calling thread, which only
@@ -37,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import os
 import queue
@@ -46,22 +46,20 @@ import time
 import warnings
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from ..errors import CodlError, ExecutionError
 from ..ir.graph import Graph
-from ..ir.regions import box_shape, full_box, intersect, is_empty, relative
-from ..ops import family
 from ..plan.types import Plan
 from ..processors import Processor, ProcessorKind
 from .call import POLL_S, Abort, CallState
-from .channels import Channel, DeviceChannel, HostChannel
+from .channels import DeviceChannel
 from .device import FaultHook, GpuProgram, GpuSide, InputFeed
 from .faults import broken_message, device_errors, is_device_error
+from .prepare import Prepared, pair_defaults, track_name
 from .reference import bind_inputs, to_processor
-from .schedule import InputSource, RunStep, Schedule, SendStep, build_schedule
-from .steps import Assemble, Fetch, Input, Local, Recv, Run, Send, Step, call_hook, run_step
+from .schedule import Schedule, build_schedule
+from .steps import Local, Recv, Run, Send, Step, call_hook, run_step
 from .sync import FlagArray, flags_available
 from .trace import DeviceTimer, Trace
 
@@ -96,21 +94,18 @@ class Session:
         self.last_trace: Trace | None = None
         self.labels = (f"processor 0 ({p0.label})", f"processor 1 ({p1.label})")
         self.schedule: Schedule = build_schedule(graph, plan)
-        self.channels, n_flags = self._make_channels()
+        prepared = Prepared(graph, self.schedule, (p0, p1))
+        self.channels, n_flags = prepared.channels, prepared.n_flags
         self.flags = FlagArray(n_flags + 1, p1.index) if sync == "flags" else None
         for c in self.channels:
             if isinstance(c, DeviceChannel):
                 c.flags = self.flags
         self._gpu_waits = [i for c in self.channels if isinstance(c, DeviceChannel) for i in c.gpu_waits]
-        self._slots: dict[tuple[str, str], int] = {("own", s.name): i for i, s in enumerate(graph.inputs)}
-        self._consts: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] = ({}, {})
-        self.programs: tuple[list[Step], list[Step]] = (self._compile(0), self._compile(1))
-        self._outputs = [self._fetch(src, 0, {}) for src in self.schedule.programs[0].outputs]
-        self._templates = [self._template(c) for c in self._consts]
-        self._reads = [self._inputs_read(p) for p in (0, 1)]
+        self.programs: tuple[list[Step], list[Step]] = prepared.programs
+        self._outputs, self._templates, self._reads = prepared.outputs, prepared.templates, prepared.reads
         self._internal = {t.untyped_storage().data_ptr() for c in self.channels for t in c.internal()}
-        self._internal |= {t.untyped_storage().data_ptr() for t in self._consts[0].values()}
-        self._tracks = (self._track_name(0), self._track_name(1))
+        self._internal |= {t.untyped_storage().data_ptr() for t in prepared.consts[0].values()}
+        self._tracks = (track_name(0, p0), track_name(1, p1))
         busy = [any(type(s) is Run for s in self.programs[p]) for p in (0, 1)]
         pinned = any(p.cores for p in self.processors)
         # With every node on one side there is nothing to overlap: run both programs in
@@ -143,98 +138,6 @@ class Session:
                          for p in (0, 1) if self._threaded[p]]
         for t in self._threads:
             t.start()
-
-    # --- preparation ------------------------------------------------------------------
-    def _make_channels(self) -> tuple[list[Channel], int]:
-        """One channel per crossing region, and the number of flags they use."""
-        p0, p1 = self.processors
-        channels: list[Channel] = []
-        flag = 0
-        for ch, (sender, tensor, box) in enumerate(self.schedule.channels):
-            if p1.kind is ProcessorKind.CUDA:
-                spec = self.graph.spec(tensor)
-                dtype = p0.torch_dtype if spec.dtype.is_float else getattr(torch, spec.dtype.value)
-                c: Channel = DeviceChannel(ch, tensor, box, sender, p0, p1, dtype, flag)
-                flag += c.n_flags  # type: ignore[attr-defined]
-            else:
-                c = HostChannel(ch, tensor, box, sender, self.processors[sender], self.processors[1 - sender])
-            channels.append(c)
-        return channels, flag
-
-    def _compile(self, proc: int) -> list[Step]:
-        program = self.schedule.programs[proc]
-        consts = self._consts[proc]
-        steps: list[Step] = []
-        for step, frees in zip(program.steps, program.frees):
-            free = tuple(self._slot(k) for k in frees)
-            if isinstance(step, RunStep):
-                node, graph = step.node, self.graph
-                out = graph.spec(node.outputs[0])
-                whole = step.box == full_box(out.shape) or len(node.outputs) > 1
-                fam = family(node.op)
-                kernel = fam.kernel(node) if whole else fam.partial_kernel(node, [graph.spec(i) for i in node.inputs], out, step.box)
-                steps.append(Run(node, kernel, tuple(self._fetch(src, proc, consts) for src in step.inputs),
-                                 tuple(self._slot(("own", o)) for o in node.outputs), free))
-            elif isinstance(step, SendStep):
-                origin = self.schedule.held[proc][step.tensor]
-                steps.append(Send(step.tensor, self.channels[step.channel], self._slot(("own", step.tensor)),
-                                  relative(step.box, origin), free))
-            else:
-                steps.append(Recv(step.tensor, self.channels[step.channel], self._slot(("recv", step.tensor)), free))
-        return steps
-
-    def _slot(self, key: tuple[str, str]) -> int:
-        return self._slots.setdefault(key, len(self._slots))
-
-    def _piece_box(self, piece: tuple[str, str], proc: int) -> Any:
-        kind, name = piece
-        if kind == "own":
-            return self.schedule.held[proc][name]
-        return next(box for sender, t, box in self.schedule.channels if t == name and sender != proc)
-
-    def _fetch(self, src: InputSource, proc: int, consts: dict[int, torch.Tensor]) -> Input:
-        if src.pieces[0][0] == "const":
-            slot = self._slot(("const", f"{proc}:{src.tensor}:{src.box}"))
-            if slot not in consts:
-                value = torch.from_numpy(np.array(self.graph.constants[src.tensor]))
-                value = value[relative(src.box, full_box(value.shape))]
-                consts[slot] = to_processor(value.contiguous(), self.processors[proc])
-            return Fetch(slot)
-        parts = []
-        for piece in src.pieces:
-            origin = self._piece_box(piece, proc)
-            inter = intersect(src.box, origin)
-            if not is_empty(inter):
-                parts.append((piece, origin, relative(inter, origin), relative(inter, src.box)))
-        if len(parts) == 1:
-            piece, origin, src_slices, _ = parts[0]
-            return Fetch(self._slot(piece)) if origin == src.box else Fetch(self._slot(piece), src_slices)
-        return Assemble(tuple((self._slot(p), a, b) for p, _, a, b in parts), box_shape(src.box),
-                        self.processors[proc].channels_last)
-
-    def _template(self, consts: dict[int, torch.Tensor]) -> list[torch.Tensor | None]:
-        template: list[torch.Tensor | None] = [None] * len(self._slots)
-        for slot, value in consts.items():
-            template[slot] = value
-        return template
-
-    def _inputs_read(self, proc: int) -> list[int]:
-        """The graph inputs processor ``proc`` reads (by index)."""
-        program = self.schedule.programs[proc]
-        names = {src.tensor for st in program.steps if isinstance(st, RunStep) for src in st.inputs}
-        names |= {src.tensor for src in program.outputs}
-        return [i for i, s in enumerate(self.graph.inputs) if s.name in names]
-
-    def _track_name(self, proc: int) -> str:
-        p = self.processors[proc]
-        layout = "channels-last" if p.channels_last else "contiguous"
-        if p.kind is ProcessorKind.CPU:
-            extra = f"{p.threads or torch.get_num_threads()} threads" + (f" on cores {list(p.cores)}" if p.cores else "")
-        elif p.kind is ProcessorKind.CUDA:
-            extra = f"{p.sm_limit} SMs" if p.sm_limit else "all SMs"
-        else:
-            extra = p.kind.value
-        return f"{proc}: {p.label} {p.dtype.value} {layout}, {extra}"
 
     # --- calls --------------------------------------------------------------------------
     def __call__(self, *inputs: torch.Tensor | Mapping[str, torch.Tensor], trace: bool = False) -> list[torch.Tensor]:
@@ -464,19 +367,6 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _usable_cores() -> set[int]:
-    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-
-
-def pair_defaults(processors: tuple[Processor, Processor]) -> tuple[Processor, Processor]:
-    """The processors as a session runs them: a CPU beside a CUDA GPU with no thread
-    count given runs all usable cores but one (the driver thread keeps one)."""
-    p0, p1 = processors
-    if p1.kind is ProcessorKind.CUDA and p0.kind is ProcessorKind.CPU and p0.threads is None and p0.cores is None:
-        p0 = dataclasses.replace(p0, threads=max(1, len(_usable_cores()) - 1))
-    return p0, p1
 
 
 def compile(graph: Graph, plan: Plan, processors: tuple[Processor, Processor], sync: str = "auto",  # noqa: A001
