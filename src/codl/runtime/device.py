@@ -115,16 +115,23 @@ class GpuProgram:
             else:
                 self.end.record(compute)
 
-    def capture(self) -> None:
-        """Warm up once with every flag raised in advance, then capture the program
-        into a CUDA graph (flags mode only)."""
+    def warm(self) -> None:
+        """Run the program once with every flag raised in advance (flags mode), loading
+        every kernel and cuDNN plan now: a kernel's first launch behind a wait the CPU
+        has not met yet blocks the enqueueing thread until it is met (CUDA loads kernels
+        lazily), which would stall a call."""
         assert self.flags is not None
         flags = self.flags
-        warm = CallState(0, 60.0, ("", ""))
         flags.raise_all([i for i in range(len(flags.view)) if i != self.done_flag])
-        self.enqueue(warm)
+        self.enqueue(CallState(0, 60.0, ("", "")))
         torch.cuda.synchronize(self.processor.index)
         flags.clear()
+
+    def capture(self) -> None:
+        """Warm up, then capture the program into a CUDA graph (flags mode only)."""
+        self.warm()
+        flags = self.flags
+        assert flags is not None
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self.side.compute, capture_error_mode="thread_local"):
             self.enqueue(CallState(0, 60.0, ("", "")))

@@ -120,7 +120,9 @@ class Session:
             self.gpu = GpuProgram(p1, self.programs[1], feeds, self._templates[1], side, self.flags,
                                   n_flags, f" on {self.labels[1]}")
         p1.synchronize()  # constants are in place before work on another stream reads them
-        if self.gpu is not None and self.flags is not None and cuda_graph:
+        if self.gpu is not None and self.flags is not None and not cuda_graph:
+            self.gpu.warm()
+        elif self.gpu is not None and self.flags is not None:
             try:
                 self.gpu.capture()
             except Exception as e:  # noqa: BLE001 - eager enqueueing still works; say why
