@@ -6,10 +6,12 @@ hands the tensor over; the receiver converts it to its own type.
 Between the CPU and a CUDA GPU a :class:`DeviceChannel` stages the region through a
 pinned host buffer in the CPU's type and layout, so the CPU side never converts: it
 copies its piece into the buffer (one multi-threaded copy) or reads the GPU's piece
-from it as it is. Every dtype and layout conversion runs on the GPU. Copies run on the
-GPU side's copy stream, overlapping its compute stream, and large regions go in chunks
-(``CHUNK_BYTES``) so that the CPU's copy, the PCIe transfer and the GPU's conversion of
-successive chunks overlap:
+from it as it is. Every dtype and layout conversion runs on the GPU. Regions up to
+``MAPPED_BYTES`` (every region on an integrated GPU, whose memory is the host's) are read
+and written in place by GPU kernels through a mapping of the pinned buffer, with no
+copy engine. Larger regions are copied on the GPU side's copy stream, overlapping its
+compute stream, in chunks (``CHUNK_BYTES``) so that the CPU's copy, the PCIe transfer
+and the GPU's conversion of successive chunks overlap:
 
 - CPU -> GPU: the CPU copies chunk k into the buffer and raises flag k; the copy stream
   waits for flag k and copies the chunk in; the compute stream waits for that copy and
@@ -60,6 +62,12 @@ def mapped_view(host: torch.Tensor, device: torch.device) -> torch.Tensor | None
         return view if view.data_ptr() == int(ptr) and view.stride() == host.stride() else None
     except Exception:  # noqa: BLE001 - no cuda-python, an old torch, or a refused pointer: copy instead
         return None
+
+
+def shares_host_memory(gpu: Processor) -> bool:
+    """Whether the CUDA device is integrated with the host (its memory is the host's:
+    Jetson and similar), where a mapped buffer costs no transfer at all."""
+    return bool(getattr(torch.cuda.get_device_properties(gpu.index), "is_integrated", False))
 
 
 def kernel_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
@@ -143,7 +151,10 @@ class DeviceChannel(Channel):
         nbytes = self.host.numel() * self.host.element_size()
         # Small regions: GPU kernels read or write the pinned buffer in place (a DMA behind
         # a flag wait cost ~60 us more than a kernel on the H200 machine); large: DMA chunks.
-        self.mapped = mapped_view(self.host, gpu.device) if (nbytes <= MAPPED_BYTES if mapped is None else mapped) else None
+        # A GPU sharing the host's memory (integrated) maps every region instead of copying.
+        if mapped is None:
+            mapped = nbytes <= MAPPED_BYTES or shares_host_memory(gpu)
+        self.mapped = mapped_view(self.host, gpu.device) if mapped else None
         self.chunks = [tuple(slice(None) for _ in shape)] if self.mapped is not None else chunk_slices(shape, cpu_cl, nbytes)
         self.host_chunks = [self.host[s] for s in self.chunks]
         self.dev_chunks = [self.dev[s] for s in self.chunks]
