@@ -86,16 +86,16 @@ def _segment_now(problem: Problem, choice: dict[str, int], seg: list[str]) -> fl
 
 
 def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: list[str], rho: float) -> float:
-    graph, cost = problem.graph, problem.cost
+    graph, nodes = problem.graph, problem.nodes
     placement = Placement(Dim.H, rho)
     boxes: dict[str, list[Box | None]] = {}
     for k in range(len(seg) - 1, -1, -1):
-        node = graph.node(seg[k])
+        node = nodes[seg[k]]
         regions = []
         for q in (0, 1):
             box = problem.own(node, placement)[q]
             if k + 1 < len(seg):
-                nxt = graph.node(seg[k + 1])
+                nxt = nodes[seg[k + 1]]
                 need = problem.input_boxes(nxt, boxes[seg[k + 1]][q])
                 for name, b in zip(nxt.inputs, need):
                     if name == node.outputs[0]:
@@ -104,21 +104,21 @@ def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: 
         boxes[seg[k]] = regions
     sums = [0.0, 0.0]
     for n in seg:
-        node = graph.node(n)
+        node = nodes[n]
         for q in (0, 1):
             b = boxes[n][q]
-            share = 0.0 if is_empty(b) else problem.share(node, Placement(Dim.H, rho), b)
-            sums[q] += cost.op_ms(n, q, Dim.H, share) if share > 0 else 0.0
+            share = 0.0 if is_empty(b) else problem.share(node, placement, b)
+            sums[q] += problem.share_ms(n, q, Dim.H, share) if share > 0 else 0.0
     t = max(sums)
     # edges into the segment from outside, with the enlarged needs; edges out of the tail
     inside = set(seg)
     for n in seg:
-        node = graph.node(n)
+        node = nodes[n]
         for e in problem.in_edges[n]:
             u, _, _ = problem.edges[e]
             if u in inside:
                 continue
-            tensor = next(o for o in graph.node(u).outputs if o in node.inputs)
+            tensor = next(o for o in nodes[u].outputs if o in node.inputs)
             held = problem.held[tensor][choice[u]]
             need = [None, None]
             for q in (0, 1):
@@ -126,14 +126,14 @@ def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: 
                     if name == tensor:
                         need[q] = hull(need[q], b)
             t += problem.edge_ms(held, (need[0], need[1]))
-    tail = graph.node(seg[-1])
+    tail = nodes[seg[-1]]
     own = problem.own(tail, placement)
     for e in problem.out_edges[seg[-1]]:
         _, v, _ = problem.edges[e]
         if v is None:
             need = (full_box(graph.spec(tail.outputs[0]).shape), None)
         else:
-            vn = graph.node(v)
+            vn = nodes[v]
             vp = problem.cands[v][choice[v]]
             vown = problem.own(vn, vp)
             need_q = []

@@ -55,7 +55,9 @@ class Problem:
         self._sigs: dict[str, tuple] = {}  # node -> family, input specs, output spec, boxes
         self._needs: dict[tuple[str, Box], list[Box]] = {}
         self._axes: dict[tuple[str, bool], tuple[int, int]] = {}
+        self._share_ms: dict[tuple[str, int, bool, float], float] = {}
         self.order = [n.name for n in graph.nodes]
+        self.nodes = {n.name: n for n in graph.nodes}  # (graph.node searches the list)
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
         producers = graph.producers()
         # own boxes per candidate per processor for every output tensor
@@ -156,10 +158,19 @@ class Problem:
         axis = self._axis(node, p.dim)[0]
         return (box[axis][1] - box[axis][0]) / (self.graph.spec(node.outputs[0]).shape[axis])
 
+    def share_ms(self, name: str, proc: int, dim: Dim, share: float) -> float:
+        """ms of ``share`` of node ``name`` split on ``dim`` on ``proc`` (the cost
+        model's, memoised: the chain search asks for the same shares again and again)."""
+        key = (name, proc, dim is Dim.H, share)  # (an enum's hash is slow in Python)
+        ms = self._share_ms.get(key)
+        if ms is None:
+            ms = self._share_ms[key] = self.cost.op_ms(name, proc, dim, share)
+        return ms
+
     def _node_ms(self, node: Node, p: Placement, own: tuple[Box | None, Box | None]) -> float:
         if not p.is_split:
             return self.cost.op_ms(node.name, p.processor, None, 1.0)
-        return max(self.cost.op_ms(node.name, q, p.dim, self.share(node, p, own[q])) for q in (0, 1))
+        return max(self.share_ms(node.name, q, p.dim, self.share(node, p, own[q])) for q in (0, 1))
 
     def _edge_matrix(self, held: list[tuple[Box | None, Box | None]], need: list[tuple[Box | None, Box | None]]) -> np.ndarray:
         """ms of the slower direction of what each processor needs and does not hold."""
