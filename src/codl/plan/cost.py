@@ -89,14 +89,17 @@ class NodeCost:
         points = self.shares.get(dim)
         if points is None:
             raise CostModelError(f"no cost for a share on {dim.value}")
-        pts = points[proc] + [(1.0, whole)]
-        xs = [p[0] for p in pts]
-        i = bisect.bisect_left(xs, share)
+        pts = points[proc]  # and (1.0, whole) after them
+        i = bisect.bisect_left(pts, share, key=_share_of)
+        s1, m1 = pts[i] if i < len(pts) else (1.0, whole)
         if i == 0:
-            s0, m0 = pts[0]
-            return m0 * (0.5 + 0.5 * share / s0)
-        (s0, m0), (s1, m1) = pts[i - 1], pts[i]
+            return m1 * (0.5 + 0.5 * share / s1)
+        s0, m0 = pts[i - 1]
         return m0 + (m1 - m0) * (share - s0) / (s1 - s0) if s1 > s0 else m1
+
+
+def _share_of(point: tuple[float, float]) -> float:
+    return point[0]
 
 
 @dataclass
