@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CodlError
 from ..ir.graph import Graph, Node
-from ..ir.regions import Box, Dim, full_box, hull, is_empty
+from ..ir.regions import Box, Dim, full_box, hull, is_empty, split_point
 from ..ops import family
 from ..runtime.schedule import share_boxes, split_alignment
 from .cost import GRID, CostModel
@@ -65,12 +65,13 @@ class Problem:
         self.node_cost: dict[str, np.ndarray] = {}
         owns: dict[str, list[tuple[Box | None, Box | None]]] = {}
         for node in graph.nodes:
-            boxes = [self.own(node, p) for p in self.cands[node.name]]
-            costs = [self._node_ms(node, p, b) for p, b in zip(self.cands[node.name], boxes)]
+            # costs from split points first: only the kept candidates need their boxes
+            costs = [self._node_ms(node, p) for p in self.cands[node.name]]
             if keep is not None:
                 kept = _best_per_dim(self.cands[node.name], costs, keep)
                 self.cands[node.name] = [self.cands[node.name][k] for k in kept]
-                boxes, costs = [boxes[k] for k in kept], [costs[k] for k in kept]
+                costs = [costs[k] for k in kept]
+            boxes = [self.own(node, p) for p in self.cands[node.name]]
             self.node_cost[node.name] = np.array(costs)
             owns[node.name] = boxes
             for out in node.outputs:
@@ -111,9 +112,7 @@ class Problem:
         key = (node.name, p.dim is Dim.H, p.rho)  # (an enum's hash is slow in Python)
         own = self._owns.get(key)
         if own is None:
-            full = self._fulls.get(node.name)
-            if full is None:
-                full = self._fulls[node.name] = full_box(self.graph.spec(node.outputs[0]).shape)
+            full = self._full(node)
             if len(node.outputs) != 1 or not 0.0 < p.rho < 1.0:
                 own = (full, None) if p.rho < 1.0 else (None, full)
             else:
@@ -121,6 +120,13 @@ class Problem:
                 own = share_boxes(full, axis, align, p.rho)
             self._owns[key] = own
         return own
+
+    def _full(self, node: Node) -> Box:
+        """The whole box of ``node``'s (first) output (memoised)."""
+        full = self._fulls.get(node.name)
+        if full is None:
+            full = self._fulls[node.name] = full_box(self.graph.spec(node.outputs[0]).shape)
+        return full
 
     def _axis(self, node: Node, dim: Dim) -> tuple[int, int]:
         """The output axis ``dim`` means for ``node`` and the step of its split points
@@ -167,10 +173,20 @@ class Problem:
             ms = self._share_ms[key] = self.cost.op_ms(name, proc, dim, share)
         return ms
 
-    def _node_ms(self, node: Node, p: Placement, own: tuple[Box | None, Box | None]) -> float:
+    def _split_shares(self, node: Node, p: Placement) -> tuple[float, float]:
+        """The fractions of ``node``'s output along ``p``'s axis that each processor owns
+        under split placement ``p`` (:meth:`share` of each :meth:`own` box, without
+        making the boxes: processor 0 owns ``[0, point)``, processor 1 the rest)."""
+        axis, align = self._axis(node, p.dim)
+        size = self._full(node)[axis][1]
+        point = split_point(size, p.rho, align)
+        return point / size, (size - point) / size
+
+    def _node_ms(self, node: Node, p: Placement) -> float:
         if not p.is_split:
             return self.cost.op_ms(node.name, p.processor, None, 1.0)
-        return max(self.share_ms(node.name, q, p.dim, self.share(node, p, own[q])) for q in (0, 1))
+        s0, s1 = self._split_shares(node, p)
+        return max(self.cost.op_ms(node.name, 0, p.dim, s0), self.cost.op_ms(node.name, 1, p.dim, s1))
 
     def _edge_matrix(self, held: list[tuple[Box | None, Box | None]], need: list[tuple[Box | None, Box | None]]) -> np.ndarray:
         """ms of the slower direction of what each processor needs and does not hold."""
