@@ -30,15 +30,13 @@ from .types import Placement, Plan
 SHARES = GRID
 
 
-def _stacked(boxes: list[Box | None], rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end arrays [len(boxes), rank] (zeros for no region)."""
+def _corners(pairs: list[tuple[Box | None, Box | None]], rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end arrays [2, len(pairs), rank]: each processor's box of each pair
+    (zeros for no region)."""
     zero = ((0, 0),) * rank
-    a = np.array([zero if box is None else box for box in boxes], dtype=np.float64).reshape(len(boxes), rank, 2)
-    lo, hi = a[:, :, 0], a[:, :, 1]
-    empty = (hi <= lo).any(axis=1)
-    lo[empty] = 0.0
-    hi[empty] = 0.0
-    return lo, hi
+    flat = [x for pair in pairs for box in pair for se in (zero if box is None else box) for x in se]
+    a = np.array(flat, dtype=np.float64).reshape(len(pairs), 2, rank, 2).transpose(1, 0, 2, 3)
+    return a[..., 0], a[..., 1]
 
 
 class Problem:
@@ -58,6 +56,12 @@ class Problem:
         self._share_ms: dict[tuple[str, int, bool, float], float] = {}
         self.order = [n.name for n in graph.nodes]
         self.nodes = {n.name: n for n in graph.nodes}  # (graph.node searches the list)
+        # per receiving processor q, [2, 1, 1]: the link's fixed ms, its ms per MB
+        # (sender's part included), the ms per MB of assembling an input from two pieces
+        links = (cost.links[1], cost.links[0])
+        self._exchange = tuple(np.array(v, dtype=np.float64).reshape(2, 1, 1) for v in (
+            [link.fixed_ms for link in links], [link.ms_per_mb + link.sender_ms_per_mb for link in links],
+            list(cost.copy_ms_per_mb)))
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
         producers = graph.producers()
         # own boxes per candidate per processor for every output tensor
@@ -189,23 +193,20 @@ class Problem:
         return max(self.cost.op_ms(node.name, 0, p.dim, s0), self.cost.op_ms(node.name, 1, p.dim, s1))
 
     def _edge_matrix(self, held: list[tuple[Box | None, Box | None]], need: list[tuple[Box | None, Box | None]]) -> np.ndarray:
-        """ms of the slower direction of what each processor needs and does not hold."""
+        """ms of the slower direction of what each processor needs and does not hold,
+        [len(held), len(need)] (both processors at once: axis 0 of the arrays is q)."""
         rank = next((len(b) for pair in held + need for b in pair if b is not None), 1)
-        out = np.zeros((len(held), len(need)))
-        for q in (0, 1):
-            hl, hh = _stacked([h[q] for h in held], rank)
-            nl, nh = _stacked([n[q] for n in need], rank)
-            need_vol = np.prod(nh - nl, axis=1)  # [Kc]
-            inter = np.prod(np.clip(np.minimum(hh[:, None, :], nh[None]) - np.maximum(hl[:, None, :], nl[None]), 0, None),
-                            axis=2)  # [Kp, Kc]
-            missing = (need_vol[None, :] - inter) * self.cost.itemsize
-            link = self.cost.links[1 - q]
-            ms = np.where(missing > 0, link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing / 1e6, 0.0)
-            # an input partly held and partly received is assembled into one buffer first
-            ms += np.where((missing > 0) & (inter > 0), self.cost.copy_ms_per_mb[q] * need_vol[None, :] * self.cost.itemsize / 1e6,
-                           0.0)
-            out = np.maximum(out, ms)
-        return out
+        lo, hi = _corners(held + need, rank)  # (one conversion to numpy for both)
+        hl, hh, nl, nh = lo[:, :len(held), None], hi[:, :len(held), None], lo[:, None, len(held):], hi[:, None, len(held):]
+        # volumes by multiplying the extents, an empty axis counting 0
+        need_vol = np.multiply.reduce(np.maximum(nh - nl, 0.0), axis=3)  # [2, 1, Kc]
+        inter = np.multiply.reduce(np.maximum(np.minimum(hh, nh) - np.maximum(hl, nl), 0.0), axis=3)  # [2, Kp, Kc]
+        missing = (need_vol - inter) * self.cost.itemsize
+        fixed, per_mb, copy = self._exchange
+        ms = np.where(missing > 0, fixed + per_mb * missing / 1e6, 0.0)
+        # an input partly held and partly received is assembled into one buffer first
+        ms += np.where((missing > 0) & (inter > 0), copy * need_vol * self.cost.itemsize / 1e6, 0.0)
+        return ms.max(axis=0)
 
     def edge_ms(self, held: tuple[Box | None, Box | None], need: tuple[Box | None, Box | None]) -> float:
         """One entry of :meth:`_edge_matrix`, without numpy (for the chain search)."""
