@@ -56,10 +56,10 @@ class Problem:
         self._share_ms: dict[tuple[str, int, bool, float], float] = {}
         self.order = [n.name for n in graph.nodes]
         self.nodes = {n.name: n for n in graph.nodes}  # (graph.node searches the list)
-        # per receiving processor q, [2, 1, 1]: the link's fixed ms, its ms per MB
+        # per receiving processor q, [2, 1, 1, 1]: the link's fixed ms, its ms per MB
         # (sender's part included), the ms per MB of assembling an input from two pieces
         links = (cost.links[1], cost.links[0])
-        self._exchange = tuple(np.array(v, dtype=np.float64).reshape(2, 1, 1) for v in (
+        self._exchange = tuple(np.array(v, dtype=np.float64).reshape(2, 1, 1, 1) for v in (
             [link.fixed_ms for link in links], [link.ms_per_mb + link.sender_ms_per_mb for link in links],
             list(cost.copy_ms_per_mb)))
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
@@ -86,7 +86,8 @@ class Problem:
                     self.held[out] = [(full if p.processor == 0 else None, full if p.processor == 1 else None)
                                       for p in self.cands[node.name]]
         # edges: (producer, consumer or None for the host, matrix [Kp, Kc])
-        self.edges: list[tuple[str, str | None, np.ndarray]] = []
+        ends: list[tuple[str, str | None]] = []
+        pairs: list[tuple[list[tuple[Box | None, Box | None]], list[tuple[Box | None, Box | None]]]] = []  # held, need
         for node in graph.nodes:
             needs: dict[str, list[tuple[Box | None, Box | None]]] = {}
             for k, own in enumerate(owns[node.name]):
@@ -97,13 +98,15 @@ class Problem:
                     slot = needs.setdefault(name, [(None, None)] * len(self.cands[node.name]))
                     slot[k] = (hull(slot[k][0], per_proc[0][j]), hull(slot[k][1], per_proc[1][j]))
             for name, need in needs.items():
-                u = producers[name].name
-                self.edges.append((u, node.name, self._edge_matrix(self.held[name], need)))
+                ends.append((producers[name].name, node.name))
+                pairs.append((self.held[name], need))
         for out in graph.outputs:
             if out in consts_inputs:
                 continue
-            need = [(full_box(graph.spec(out).shape), None)]
-            self.edges.append((producers[out].name, None, self._edge_matrix(self.held[out], need)))
+            ends.append((producers[out].name, None))
+            pairs.append((self.held[out], [(full_box(graph.spec(out).shape), None)]))
+        self.edges: list[tuple[str, str | None, np.ndarray]] = [
+            (u, v, m) for (u, v), m in zip(ends, self._edge_matrices(pairs))]
         self.in_edges: dict[str, list[int]] = {n: [] for n in self.order}
         self.out_edges: dict[str, list[int]] = {n: [] for n in self.order}
         for e, (u, v, _) in enumerate(self.edges):
@@ -192,21 +195,33 @@ class Problem:
         s0, s1 = self._split_shares(node, p)
         return max(self.cost.op_ms(node.name, 0, p.dim, s0), self.cost.op_ms(node.name, 1, p.dim, s1))
 
-    def _edge_matrix(self, held: list[tuple[Box | None, Box | None]], need: list[tuple[Box | None, Box | None]]) -> np.ndarray:
-        """ms of the slower direction of what each processor needs and does not hold,
-        [len(held), len(need)] (both processors at once: axis 0 of the arrays is q)."""
-        rank = next((len(b) for pair in held + need for b in pair if b is not None), 1)
-        lo, hi = _corners(held + need, rank)  # (one conversion to numpy for both)
-        hl, hh, nl, nh = lo[:, :len(held), None], hi[:, :len(held), None], lo[:, None, len(held):], hi[:, None, len(held):]
-        # volumes by multiplying the extents, an empty axis counting 0
-        need_vol = np.multiply.reduce(np.maximum(nh - nl, 0.0), axis=3)  # [2, 1, Kc]
-        inter = np.multiply.reduce(np.maximum(np.minimum(hh, nh) - np.maximum(hl, nl), 0.0), axis=3)  # [2, Kp, Kc]
-        missing = (need_vol - inter) * self.cost.itemsize
+    def _edge_matrices(self, pairs: list[tuple[list[tuple[Box | None, Box | None]],
+                                                list[tuple[Box | None, Box | None]]]]) -> list[np.ndarray]:
+        """For each (held, need) of an edge, the ms of the slower direction of what each
+        processor needs and does not hold, [len(held), len(need)]. Edges of the same
+        shape are computed together (numpy's cost is per call, not per element): axis 0
+        of the arrays is the processor q, axis 1 the edge."""
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for i, (held, need) in enumerate(pairs):
+            rank = next((len(b) for pair in held + need for b in pair if b is not None), 1)
+            groups.setdefault((len(held), len(need), rank), []).append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(pairs)
         fixed, per_mb, copy = self._exchange
-        ms = np.where(missing > 0, fixed + per_mb * missing / 1e6, 0.0)
-        # an input partly held and partly received is assembled into one buffer first
-        ms += np.where((missing > 0) & (inter > 0), copy * need_vol * self.cost.itemsize / 1e6, 0.0)
-        return ms.max(axis=0)
+        for (kp, kc, rank), members in groups.items():
+            lo, hi = _corners([box for i in members for box in pairs[i][0] + pairs[i][1]], rank)
+            lo, hi = lo.reshape(2, len(members), kp + kc, rank), hi.reshape(2, len(members), kp + kc, rank)
+            hl, hh, nl, nh = lo[:, :, :kp, None], hi[:, :, :kp, None], lo[:, :, None, kp:], hi[:, :, None, kp:]
+            # volumes by multiplying the extents, an empty axis counting 0
+            need_vol = np.multiply.reduce(np.maximum(nh - nl, 0.0), axis=-1)  # [2, G, 1, Kc]
+            inter = np.multiply.reduce(np.maximum(np.minimum(hh, nh) - np.maximum(hl, nl), 0.0), axis=-1)  # [2, G, Kp, Kc]
+            missing = (need_vol - inter) * self.cost.itemsize
+            ms = np.where(missing > 0, fixed + per_mb * missing / 1e6, 0.0)
+            # an input partly held and partly received is assembled into one buffer first
+            ms += np.where((missing > 0) & (inter > 0), copy * need_vol * self.cost.itemsize / 1e6, 0.0)
+            worst = ms.max(axis=0)
+            for g, i in enumerate(members):
+                out[i] = worst[g]
+        return out
 
     def edge_ms(self, held: tuple[Box | None, Box | None], need: tuple[Box | None, Box | None]) -> float:
         """One entry of :meth:`_edge_matrix`, without numpy (for the chain search)."""
