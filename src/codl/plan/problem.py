@@ -109,10 +109,13 @@ class Problem:
             (u, v, m) for (u, v), m in zip(ends, self._edge_matrices(pairs))]
         self.in_edges: dict[str, list[int]] = {n: [] for n in self.order}
         self.out_edges: dict[str, list[int]] = {n: [] for n in self.order}
+        self.neighbours: dict[str, set[str]] = {n: set() for n in self.order}  # across an edge
         for e, (u, v, _) in enumerate(self.edges):
             self.out_edges[u].append(e)
             if v is not None:
                 self.in_edges[v].append(e)
+                self.neighbours[u].add(v)
+                self.neighbours[v].add(u)
 
     def own(self, node: Node, p: Placement) -> tuple[Box | None, Box | None]:
         """The region of ``node``'s output each processor computes under ``p`` (memoised)."""
@@ -277,20 +280,27 @@ class Problem:
             value[n] = v
         choice: dict[str, int] = {}
         for n in reversed(self.order):  # consumers before producers
-            choice.setdefault(n, int(np.argmin(value[n])))
+            choice.setdefault(n, int(value[n].argmin()))
             for e in self.in_edges[n]:
                 choice.setdefault(self.edges[e][0], int(best_from[e][choice[n]]))
         return choice
 
     def descend(self, choice: dict[str, int], sweeps: int = 20) -> dict[str, int]:
         """Move single nodes to their best candidate while the total falls."""
+        # only nodes a neighbour of which moved since they were last looked at can move
+        # (the others would find the same best candidate again)
+        pending = set(self.order)
         for _ in range(sweeps):
             improved = False
             for n in self.order:
+                if n not in pending:
+                    continue
+                pending.discard(n)
                 c = self.local(choice, n)
-                k = int(np.argmin(c))
+                k = int(c.argmin())
                 if c[k] < c[choice[n]] - 1e-9:
                     choice[n], improved = k, True
+                    pending.update(self.neighbours[n])
             if not improved:
                 break
         return choice
