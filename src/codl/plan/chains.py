@@ -7,7 +7,7 @@ the chained segment beats the nodes split one by one.
 from __future__ import annotations
 
 from ..ir.graph import Graph
-from ..ir.regions import Box, Dim, full_box, hull, is_empty
+from ..ir.regions import Box, Dim, hull, is_empty
 from .problem import Problem
 from .random import split_dims
 from .types import Placement, Plan
@@ -56,7 +56,7 @@ def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CH
                 now = _segment_now(problem, choice, seg)
                 for d in CHAIN_DELTAS:
                     rho = round(min(0.95, max(0.05, hp.rho + d)), 3)
-                    c = _segment_chained(problem, plan, choice, seg, rho)
+                    c = _segment_chained(problem, choice, seg, rho)
                     if c < now - 1e-9 and (best is None or now - c > best[0]):
                         best = (now - c, j, rho)
             if best is None:
@@ -85,23 +85,19 @@ def _segment_now(problem: Problem, choice: dict[str, int], seg: list[str]) -> fl
     return t
 
 
-def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: list[str], rho: float) -> float:
-    graph, nodes = problem.graph, problem.nodes
+def _segment_chained(problem: Problem, choice: dict[str, int], seg: list[str], rho: float) -> float:
+    nodes = problem.nodes
     placement = Placement(Dim.H, rho)
-    boxes: dict[str, list[Box | None]] = {}
+    # each processor's region of every node: its own rows and, backwards from the tail,
+    # what the next node reads of them (the halos)
+    boxes: dict[str, tuple[Box | None, Box | None]] = {}
     for k in range(len(seg) - 1, -1, -1):
         node = nodes[seg[k]]
-        regions = []
-        for q in (0, 1):
-            box = problem.own(node, placement)[q]
-            if k + 1 < len(seg):
-                nxt = nodes[seg[k + 1]]
-                need = problem.input_boxes(nxt, boxes[seg[k + 1]][q])
-                for name, b in zip(nxt.inputs, need):
-                    if name == node.outputs[0]:
-                        box = hull(box, b)
-            regions.append(box)
-        boxes[seg[k]] = regions
+        own = problem.own(node, placement)
+        if k + 1 < len(seg):
+            nxt, after = nodes[seg[k + 1]], boxes[seg[k + 1]]
+            own = tuple(hull(own[q], problem.reads(nxt, after[q], node.outputs[0])) for q in (0, 1))
+        boxes[seg[k]] = own
     sums = [0.0, 0.0]
     for n in seg:
         node = nodes[n]
@@ -120,29 +116,15 @@ def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: 
                 continue
             tensor = next(o for o in nodes[u].outputs if o in node.inputs)
             held = problem.held[tensor][choice[u]]
-            need = [None, None]
-            for q in (0, 1):
-                for name, b in zip(node.inputs, problem.input_boxes(node, boxes[n][q])):
-                    if name == tensor:
-                        need[q] = hull(need[q], b)
-            t += problem.edge_ms(held, (need[0], need[1]))
+            t += problem.edge_ms(held, (problem.reads(node, boxes[n][0], tensor), problem.reads(node, boxes[n][1], tensor)))
     tail = nodes[seg[-1]]
     own = problem.own(tail, placement)
     for e in problem.out_edges[seg[-1]]:
         _, v, _ = problem.edges[e]
         if v is None:
-            need = (full_box(graph.spec(tail.outputs[0]).shape), None)
+            need = (problem._full(tail), None)
         else:
-            vn = nodes[v]
-            vp = problem.cands[v][choice[v]]
-            vown = problem.own(vn, vp)
-            need_q = []
-            for q in (0, 1):
-                nb = None
-                for name, b in zip(vn.inputs, problem.input_boxes(vn, vown[q])):
-                    if name == tail.outputs[0]:
-                        nb = hull(nb, b)
-                need_q.append(nb)
-            need = (need_q[0], need_q[1])
+            vown = problem.own(nodes[v], problem.cands[v][choice[v]])
+            need = (problem.reads(nodes[v], vown[0], tail.outputs[0]), problem.reads(nodes[v], vown[1], tail.outputs[0]))
         t += problem.edge_ms(own, need)
     return t

@@ -52,6 +52,7 @@ class Problem:
         self._fulls: dict[str, Box] = {}
         self._sigs: dict[str, tuple] = {}  # node -> family, input specs, output spec, boxes
         self._needs: dict[tuple[str, Box], list[Box]] = {}
+        self._reads: dict[tuple[str, Box | None, str], Box | None] = {}
         self._axes: dict[tuple[str, bool], tuple[int, int]] = {}
         self._share_ms: dict[tuple[str, int, bool, float], float] = {}
         self.order = [n.name for n in graph.nodes]
@@ -165,6 +166,19 @@ class Problem:
                                                [full_box(t.shape) for t in ins])
             fam, ins, out, full, whole_inputs = sig
             got = self._needs[key] = whole_inputs if box == full else fam.input_boxes(node, ins, out, box)
+        return got
+
+    def reads(self, node: Node, box: Box | None, tensor: str) -> Box | None:
+        """What ``node`` reads of ``tensor`` (one of its inputs, maybe more than once) to
+        compute ``box`` of its output (memoised)."""
+        key = (node.name, box, tensor)
+        got = self._reads.get(key, False)
+        if got is False:
+            got = None
+            for name, b in zip(node.inputs, self.input_boxes(node, box)):
+                if name == tensor:
+                    got = hull(got, b)
+            self._reads[key] = got
         return got
 
     def share(self, node: Node, p: Placement, box: Box | None) -> float:
