@@ -71,7 +71,7 @@ class Problem:
         owns: dict[str, list[tuple[Box | None, Box | None]]] = {}
         for node in graph.nodes:
             # costs from split points first: only the kept candidates need their boxes
-            costs = [self._node_ms(node, p) for p in self.cands[node.name]]
+            costs = self._node_costs(node, self.cands[node.name])
             if keep is not None:
                 kept = _best_per_dim(self.cands[node.name], costs, keep)
                 self.cands[node.name] = [self.cands[node.name][k] for k in kept]
@@ -206,11 +206,17 @@ class Problem:
         point = split_point(size, p.rho, align)
         return point / size, (size - point) / size
 
-    def _node_ms(self, node: Node, p: Placement) -> float:
-        if not p.is_split:
-            return self.cost.op_ms(node.name, p.processor, None, 1.0)
-        s0, s1 = self._split_shares(node, p)
-        return max(self.cost.op_ms(node.name, 0, p.dim, s0), self.cost.op_ms(node.name, 1, p.dim, s1))
+    def _node_costs(self, node: Node, cands: list[Placement]) -> list[float]:
+        """Each candidate's own ms: whole on its processor, or the slower of its two shares."""
+        times = self.cost.node(node.name)
+        costs = []
+        for p in cands:
+            if p.is_split:
+                s0, s1 = self._split_shares(node, p)
+                costs.append(max(times.ms(0, p.dim, s0), times.ms(1, p.dim, s1)))
+            else:
+                costs.append(times.ms(p.processor, None, 1.0))
+        return costs
 
     def _edge_matrices(self, pairs: list[tuple[list[tuple[Box | None, Box | None]],
                                                 list[tuple[Box | None, Box | None]]]]) -> list[np.ndarray]:
@@ -339,11 +345,14 @@ class Problem:
 
 def _best_per_dim(cands: list[Placement], costs: list[float], keep: int) -> list[int]:
     """Indices of the whole placements and of the ``keep`` cheapest shares of each dimension."""
-    out = [k for k, p in enumerate(cands) if not p.is_split]
-    for dim in {p.dim for p in cands if p.is_split}:
-        split = sorted((costs[k], k) for k, p in enumerate(cands) if p.is_split and p.dim is dim)
-        out += [k for _, k in split[:keep]]
-    return sorted(out)
+    whole: list[int] = []
+    split: dict[bool, list[tuple[float, int]]] = {}  # by dim is Dim.H (an enum's hash is slow in Python)
+    for k, p in enumerate(cands):
+        if p.is_split:
+            split.setdefault(p.dim is Dim.H, []).append((costs[k], k))
+        else:
+            whole.append(k)
+    return sorted(whole + [k for shares in split.values() for _, k in sorted(shares)[:keep]])
 
 
 def _whole() -> list[Placement]:
