@@ -14,8 +14,6 @@ a local optimum, keeping the best of that and both single-processor plans.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import CodlError
@@ -247,16 +245,15 @@ class Problem:
         return out
 
     def edge_ms(self, held: tuple[Box | None, Box | None], need: tuple[Box | None, Box | None]) -> float:
-        """One entry of :meth:`_edge_matrix`, without numpy (for the chain search)."""
+        """One entry of :meth:`_edge_matrices`, without numpy (for the chain search)."""
         worst = 0.0
         for q in (0, 1):
             n = need[q]
             if is_empty(n):
                 continue
-            need_vol = missing = math.prod(e - s for s, e in n)
+            need_vol = _volume(n)
             h = held[q]
-            if not is_empty(h):
-                missing -= math.prod(max(0, min(e1, e2) - max(s1, s2)) for (s1, e1), (s2, e2) in zip(h, n))
+            missing = need_vol if is_empty(h) else need_vol - _overlap(h, n)
             if missing > 0:
                 link = self.cost.links[1 - q]
                 ms = link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing * self.cost.itemsize / 1e6
@@ -341,6 +338,25 @@ class Problem:
 
     def plan(self, choice: dict[str, int]) -> Plan:
         return Plan(self.graph.name, {n: self.cands[n][choice[n]] for n in self.order})
+
+
+def _volume(box: Box) -> int:
+    """Elements in a box (no empty axis)."""
+    n = 1
+    for s, e in box:
+        n *= e - s
+    return n
+
+
+def _overlap(a: Box, b: Box) -> int:
+    """Elements two boxes share."""
+    n = 1
+    for (s1, e1), (s2, e2) in zip(a, b):
+        side = min(e1, e2) - max(s1, s2)
+        if side <= 0:
+            return 0
+        n *= side
+    return n
 
 
 def _best_per_dim(cands: list[Placement], costs: list[float], keep: int) -> list[int]:
