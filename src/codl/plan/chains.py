@@ -6,7 +6,7 @@ the chained segment beats the nodes split one by one.
 
 from __future__ import annotations
 
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node
 from ..ir.regions import Box, Dim, hull, is_empty
 from .problem import Problem
 from .random import split_dims
@@ -42,6 +42,7 @@ def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CH
     graph = problem.graph
     plan = problem.plan(choice)
     chained: set[str] = set()
+    regions: dict[tuple, tuple] = {}  # _chained_node's memo for this search
     for run in _chain_segments(graph):
         i = 0
         while i < len(run) - 1:
@@ -56,7 +57,7 @@ def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CH
                 now = _segment_now(problem, choice, seg)
                 for d in CHAIN_DELTAS:
                     rho = round(min(0.95, max(0.05, hp.rho + d)), 3)
-                    c = _segment_chained(problem, choice, seg, rho)
+                    c = _segment_chained(problem, choice, seg, rho, regions)
                     if c < now - 1e-9 and (best is None or now - c > best[0]):
                         best = (now - c, j, rho)
             if best is None:
@@ -85,26 +86,42 @@ def _segment_now(problem: Problem, choice: dict[str, int], seg: list[str]) -> fl
     return t
 
 
-def _segment_chained(problem: Problem, choice: dict[str, int], seg: list[str], rho: float) -> float:
+def _chained_node(problem: Problem, node: Node, placement: Placement, nxt: Node | None,
+                  after: tuple[Box | None, Box | None] | None) -> tuple[tuple[Box | None, Box | None], tuple[float, float]]:
+    """Each processor's region of ``node`` in a chain (its own rows and what the next
+    node ``nxt``, computing ``after``, reads of them: the halos) and its ms there."""
+    own = problem.own(node, placement)
+    if nxt is not None and after is not None:
+        own = (hull(own[0], problem.reads(nxt, after[0], node.outputs[0])),
+               hull(own[1], problem.reads(nxt, after[1], node.outputs[0])))
+    ms = [0.0, 0.0]
+    for q in (0, 1):
+        share = 0.0 if is_empty(own[q]) else problem.share(node, placement, own[q])
+        ms[q] = problem.share_ms(node.name, q, Dim.H, share) if share > 0 else 0.0
+    return own, (ms[0], ms[1])
+
+
+def _segment_chained(problem: Problem, choice: dict[str, int], seg: list[str], rho: float,
+                     memo: dict[tuple, tuple]) -> float:
     nodes = problem.nodes
     placement = Placement(Dim.H, rho)
-    # each processor's region of every node: its own rows and, backwards from the tail,
-    # what the next node reads of them (the halos)
+    # backwards from the tail, as a node's region depends on the next one's (the same
+    # node, share and next region recur across segments: memoised)
     boxes: dict[str, tuple[Box | None, Box | None]] = {}
+    node_ms: dict[str, tuple[float, float]] = {}
+    after = None
     for k in range(len(seg) - 1, -1, -1):
-        node = nodes[seg[k]]
-        own = problem.own(node, placement)
-        if k + 1 < len(seg):
-            nxt, after = nodes[seg[k + 1]], boxes[seg[k + 1]]
-            own = tuple(hull(own[q], problem.reads(nxt, after[q], node.outputs[0])) for q in (0, 1))
-        boxes[seg[k]] = own
+        key = (seg[k], rho, after)
+        got = memo.get(key)
+        if got is None:
+            nxt = nodes[seg[k + 1]] if k + 1 < len(seg) else None
+            got = memo[key] = _chained_node(problem, nodes[seg[k]], placement, nxt, after)
+        after = boxes[seg[k]] = got[0]
+        node_ms[seg[k]] = got[1]
     sums = [0.0, 0.0]
     for n in seg:
-        node = nodes[n]
         for q in (0, 1):
-            b = boxes[n][q]
-            share = 0.0 if is_empty(b) else problem.share(node, placement, b)
-            sums[q] += problem.share_ms(n, q, Dim.H, share) if share > 0 else 0.0
+            sums[q] += node_ms[n][q]
     t = max(sums)
     # edges into the segment from outside, with the enlarged needs; edges out of the tail
     inside = set(seg)
