@@ -33,7 +33,7 @@ def _corners(pairs: list[tuple[Box | None, Box | None]], rank: int) -> tuple[np.
     (zeros for no region)."""
     zero = ((0, 0),) * rank
     flat = [x for pair in pairs for box in pair for se in (zero if box is None else box) for x in se]
-    a = np.array(flat, dtype=np.float64).reshape(len(pairs), 2, rank, 2).transpose(1, 0, 2, 3)
+    a = np.array(flat, dtype=np.int64).reshape(len(pairs), 2, rank, 2).transpose(1, 0, 2, 3)
     return a[..., 0], a[..., 1]
 
 
@@ -233,8 +233,8 @@ class Problem:
             lo, hi = lo.reshape(2, len(members), kp + kc, rank), hi.reshape(2, len(members), kp + kc, rank)
             hl, hh, nl, nh = lo[:, :, :kp, None], hi[:, :, :kp, None], lo[:, :, None, kp:], hi[:, :, None, kp:]
             # volumes by multiplying the extents, an empty axis counting 0
-            need_vol = np.multiply.reduce(np.maximum(nh - nl, 0.0), axis=-1)  # [2, G, 1, Kc]
-            inter = np.multiply.reduce(np.maximum(np.minimum(hh, nh) - np.maximum(hl, nl), 0.0), axis=-1)  # [2, G, Kp, Kc]
+            need_vol = np.multiply.reduce(np.maximum(nh - nl, 0), axis=-1)  # [2, G, 1, Kc]
+            inter = np.multiply.reduce(np.maximum(np.minimum(hh, nh) - np.maximum(hl, nl), 0), axis=-1)  # [2, G, Kp, Kc]
             missing = (need_vol - inter) * self.cost.itemsize
             ms = np.where(missing > 0, fixed + per_mb * missing / 1e6, 0.0)
             # an input partly held and partly received is assembled into one buffer first
