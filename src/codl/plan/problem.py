@@ -379,10 +379,11 @@ def candidates(graph: Graph, cost: CostModel, split: bool, shares: tuple[float, 
     """Each node's placements to search: whole on either processor and, with ``split``,
     every dimension both the node and the cost model split on, at ``shares``."""
     out = {}
+    at_shares = {d: [Placement(d, r) for r in shares] for d in Dim}  # (placements are immutable: shared)
     for node in graph.nodes:
         cands = _whole()
         if split:
             dims = [d for d in split_dims(graph, node.name) if d in cost.dims(node.name)]
-            cands += [Placement(d, r) for d in dims for r in shares]
+            cands += [p for d in dims for p in at_shares[d]]
         out[node.name] = cands
     return out
