@@ -7,7 +7,7 @@ the chained segment beats the nodes split one by one.
 from __future__ import annotations
 
 from ..ir.graph import Graph, Node
-from ..ir.regions import Box, Dim, hull, is_empty
+from ..ir.regions import Box, Dim, full_box, hull, is_empty
 from .problem import Problem
 from .random import split_dims
 from .types import Placement, Plan
@@ -139,7 +139,7 @@ def _segment_chained(problem: Problem, choice: dict[str, int], seg: list[str], r
     for e in problem.out_edges[seg[-1]]:
         _, v, _ = problem.edges[e]
         if v is None:
-            need = (problem._full(tail), None)
+            need = (full_box(problem.graph.spec(tail.outputs[0]).shape), None)
         else:
             vown = problem.own(nodes[v], problem.cands[v][choice[v]])
             need = (problem.reads(nodes[v], vown[0], tail.outputs[0]), problem.reads(nodes[v], vown[1], tail.outputs[0]))
