@@ -6,7 +6,7 @@ the chained segment beats the nodes split one by one.
 
 from __future__ import annotations
 
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node
 from ..ir.regions import Box, Dim, full_box, hull, is_empty
 from .problem import Problem
 from .random import split_dims
@@ -42,6 +42,7 @@ def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CH
     graph = problem.graph
     plan = problem.plan(choice)
     chained: set[str] = set()
+    regions: dict[tuple, tuple] = {}  # _chained_node's memo for this search
     for run in _chain_segments(graph):
         i = 0
         while i < len(run) - 1:
@@ -56,7 +57,7 @@ def chain_search(problem: Problem, choice: dict[str, int], max_len: int = MAX_CH
                 now = _segment_now(problem, choice, seg)
                 for d in CHAIN_DELTAS:
                     rho = round(min(0.95, max(0.05, hp.rho + d)), 3)
-                    c = _segment_chained(problem, plan, choice, seg, rho)
+                    c = _segment_chained(problem, choice, seg, rho, regions)
                     if c < now - 1e-9 and (best is None or now - c > best[0]):
                         best = (now - c, j, rho)
             if best is None:
@@ -85,64 +86,62 @@ def _segment_now(problem: Problem, choice: dict[str, int], seg: list[str]) -> fl
     return t
 
 
-def _segment_chained(problem: Problem, plan: Plan, choice: dict[str, int], seg: list[str], rho: float) -> float:
-    graph, cost = problem.graph, problem.cost
+def _chained_node(problem: Problem, node: Node, placement: Placement, nxt: Node | None,
+                  after: tuple[Box | None, Box | None] | None) -> tuple[tuple[Box | None, Box | None], tuple[float, float]]:
+    """Each processor's region of ``node`` in a chain (its own rows and what the next
+    node ``nxt``, computing ``after``, reads of them: the halos) and its ms there."""
+    own = problem.own(node, placement)
+    if nxt is not None and after is not None:
+        own = (hull(own[0], problem.reads(nxt, after[0], node.outputs[0])),
+               hull(own[1], problem.reads(nxt, after[1], node.outputs[0])))
+    ms = [0.0, 0.0]
+    for q in (0, 1):
+        share = 0.0 if is_empty(own[q]) else problem.share(node, placement, own[q])
+        ms[q] = problem.share_ms(node.name, q, Dim.H, share) if share > 0 else 0.0
+    return own, (ms[0], ms[1])
+
+
+def _segment_chained(problem: Problem, choice: dict[str, int], seg: list[str], rho: float,
+                     memo: dict[tuple, tuple]) -> float:
+    nodes = problem.nodes
     placement = Placement(Dim.H, rho)
-    boxes: dict[str, list[Box | None]] = {}
+    # backwards from the tail, as a node's region depends on the next one's (the same
+    # node, share and next region recur across segments: memoised)
+    boxes: dict[str, tuple[Box | None, Box | None]] = {}
+    node_ms: dict[str, tuple[float, float]] = {}
+    after = None
     for k in range(len(seg) - 1, -1, -1):
-        node = graph.node(seg[k])
-        regions = []
-        for q in (0, 1):
-            box = problem.own(node, placement)[q]
-            if k + 1 < len(seg):
-                nxt = graph.node(seg[k + 1])
-                need = problem.input_boxes(nxt, boxes[seg[k + 1]][q])
-                for name, b in zip(nxt.inputs, need):
-                    if name == node.outputs[0]:
-                        box = hull(box, b)
-            regions.append(box)
-        boxes[seg[k]] = regions
+        key = (seg[k], rho, after)
+        got = memo.get(key)
+        if got is None:
+            nxt = nodes[seg[k + 1]] if k + 1 < len(seg) else None
+            got = memo[key] = _chained_node(problem, nodes[seg[k]], placement, nxt, after)
+        after = boxes[seg[k]] = got[0]
+        node_ms[seg[k]] = got[1]
     sums = [0.0, 0.0]
     for n in seg:
-        node = graph.node(n)
         for q in (0, 1):
-            b = boxes[n][q]
-            share = 0.0 if is_empty(b) else problem.share(node, Placement(Dim.H, rho), b)
-            sums[q] += cost.op_ms(n, q, Dim.H, share) if share > 0 else 0.0
+            sums[q] += node_ms[n][q]
     t = max(sums)
     # edges into the segment from outside, with the enlarged needs; edges out of the tail
     inside = set(seg)
     for n in seg:
-        node = graph.node(n)
+        node = nodes[n]
         for e in problem.in_edges[n]:
             u, _, _ = problem.edges[e]
             if u in inside:
                 continue
-            tensor = next(o for o in graph.node(u).outputs if o in node.inputs)
+            tensor = next(o for o in nodes[u].outputs if o in node.inputs)
             held = problem.held[tensor][choice[u]]
-            need = [None, None]
-            for q in (0, 1):
-                for name, b in zip(node.inputs, problem.input_boxes(node, boxes[n][q])):
-                    if name == tensor:
-                        need[q] = hull(need[q], b)
-            t += problem.edge_ms(held, (need[0], need[1]))
-    tail = graph.node(seg[-1])
+            t += problem.edge_ms(held, (problem.reads(node, boxes[n][0], tensor), problem.reads(node, boxes[n][1], tensor)))
+    tail = nodes[seg[-1]]
     own = problem.own(tail, placement)
     for e in problem.out_edges[seg[-1]]:
         _, v, _ = problem.edges[e]
         if v is None:
-            need = (full_box(graph.spec(tail.outputs[0]).shape), None)
+            need = (full_box(problem.graph.spec(tail.outputs[0]).shape), None)
         else:
-            vn = graph.node(v)
-            vp = problem.cands[v][choice[v]]
-            vown = problem.own(vn, vp)
-            need_q = []
-            for q in (0, 1):
-                nb = None
-                for name, b in zip(vn.inputs, problem.input_boxes(vn, vown[q])):
-                    if name == tail.outputs[0]:
-                        nb = hull(nb, b)
-                need_q.append(nb)
-            need = (need_q[0], need_q[1])
+            vown = problem.own(nodes[v], problem.cands[v][choice[v]])
+            need = (problem.reads(nodes[v], vown[0], tail.outputs[0]), problem.reads(nodes[v], vown[1], tail.outputs[0]))
         t += problem.edge_ms(own, need)
     return t

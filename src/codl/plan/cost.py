@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from ..errors import CodlError
@@ -32,6 +33,7 @@ COST_SCHEMA_VERSION = 1
 # The shares a model profile measures and the planners consider: a partial op's time
 # jumps between shapes (a library picks another kernel), so planners use measured points
 GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
+_SHARE = itemgetter(0)  # of a (share, ms) point
 
 
 class CostModelError(CodlError):
@@ -89,13 +91,12 @@ class NodeCost:
         points = self.shares.get(dim)
         if points is None:
             raise CostModelError(f"no cost for a share on {dim.value}")
-        pts = points[proc] + [(1.0, whole)]
-        xs = [p[0] for p in pts]
-        i = bisect.bisect_left(xs, share)
+        pts = points[proc]  # and (1.0, whole) after them
+        i = bisect.bisect_left(pts, share, key=_SHARE)
+        s1, m1 = pts[i] if i < len(pts) else (1.0, whole)
         if i == 0:
-            s0, m0 = pts[0]
-            return m0 * (0.5 + 0.5 * share / s0)
-        (s0, m0), (s1, m1) = pts[i - 1], pts[i]
+            return m1 * (0.5 + 0.5 * share / s1)
+        s0, m0 = pts[i - 1]
         return m0 + (m1 - m0) * (share - s0) / (s1 - s0) if s1 > s0 else m1
 
 

@@ -14,13 +14,11 @@ a local optimum, keeping the best of that and both single-processor plans.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import CodlError
 from ..ir.graph import Graph, Node
-from ..ir.regions import Box, Dim, full_box, hull, is_empty
+from ..ir.regions import Box, Dim, full_box, hull, is_empty, split_point
 from ..ops import family
 from ..runtime.schedule import share_boxes, split_alignment
 from .cost import GRID, CostModel
@@ -30,15 +28,13 @@ from .types import Placement, Plan
 SHARES = GRID
 
 
-def _stacked(boxes: list[Box | None], rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end arrays [len(boxes), rank] (zeros for no region)."""
+def _corners(pairs: list[tuple[Box | None, Box | None]], rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end arrays [2, len(pairs), rank]: each processor's box of each pair
+    (zeros for no region)."""
     zero = ((0, 0),) * rank
-    a = np.array([zero if box is None else box for box in boxes], dtype=np.float64).reshape(len(boxes), rank, 2)
-    lo, hi = a[:, :, 0], a[:, :, 1]
-    empty = (hi <= lo).any(axis=1)
-    lo[empty] = 0.0
-    hi[empty] = 0.0
-    return lo, hi
+    flat = [x for pair in pairs for box in pair for se in (zero if box is None else box) for x in se]
+    a = np.array(flat, dtype=np.int64).reshape(len(pairs), 2, rank, 2).transpose(1, 0, 2, 3)
+    return a[..., 0], a[..., 1]
 
 
 class Problem:
@@ -54,8 +50,17 @@ class Problem:
         self._fulls: dict[str, Box] = {}
         self._sigs: dict[str, tuple] = {}  # node -> family, input specs, output spec, boxes
         self._needs: dict[tuple[str, Box], list[Box]] = {}
+        self._reads: dict[tuple[str, Box | None, str], Box | None] = {}
         self._axes: dict[tuple[str, bool], tuple[int, int]] = {}
+        self._share_ms: dict[tuple[str, int, bool, float], float] = {}
         self.order = [n.name for n in graph.nodes]
+        self.nodes = {n.name: n for n in graph.nodes}  # (graph.node searches the list)
+        # per receiving processor q, [2, 1, 1, 1]: the link's fixed ms, its ms per MB
+        # (sender's part included), the ms per MB of assembling an input from two pieces
+        links = (cost.links[1], cost.links[0])
+        self._exchange = tuple(np.array(v, dtype=np.float64).reshape(2, 1, 1, 1) for v in (
+            [link.fixed_ms for link in links], [link.ms_per_mb + link.sender_ms_per_mb for link in links],
+            list(cost.copy_ms_per_mb)))
         consts_inputs = {s.name for s in graph.inputs} | set(graph.constants)
         producers = graph.producers()
         # own boxes per candidate per processor for every output tensor
@@ -63,12 +68,13 @@ class Problem:
         self.node_cost: dict[str, np.ndarray] = {}
         owns: dict[str, list[tuple[Box | None, Box | None]]] = {}
         for node in graph.nodes:
-            boxes = [self.own(node, p) for p in self.cands[node.name]]
-            costs = [self._node_ms(node, p, b) for p, b in zip(self.cands[node.name], boxes)]
+            # costs from split points first: only the kept candidates need their boxes
+            costs = self._node_costs(node, self.cands[node.name])
             if keep is not None:
                 kept = _best_per_dim(self.cands[node.name], costs, keep)
                 self.cands[node.name] = [self.cands[node.name][k] for k in kept]
-                boxes, costs = [boxes[k] for k in kept], [costs[k] for k in kept]
+                costs = [costs[k] for k in kept]
+            boxes = [self.own(node, p) for p in self.cands[node.name]]
             self.node_cost[node.name] = np.array(costs)
             owns[node.name] = boxes
             for out in node.outputs:
@@ -79,7 +85,8 @@ class Problem:
                     self.held[out] = [(full if p.processor == 0 else None, full if p.processor == 1 else None)
                                       for p in self.cands[node.name]]
         # edges: (producer, consumer or None for the host, matrix [Kp, Kc])
-        self.edges: list[tuple[str, str | None, np.ndarray]] = []
+        ends: list[tuple[str, str | None]] = []
+        pairs: list[tuple[list[tuple[Box | None, Box | None]], list[tuple[Box | None, Box | None]]]] = []  # held, need
         for node in graph.nodes:
             needs: dict[str, list[tuple[Box | None, Box | None]]] = {}
             for k, own in enumerate(owns[node.name]):
@@ -90,28 +97,31 @@ class Problem:
                     slot = needs.setdefault(name, [(None, None)] * len(self.cands[node.name]))
                     slot[k] = (hull(slot[k][0], per_proc[0][j]), hull(slot[k][1], per_proc[1][j]))
             for name, need in needs.items():
-                u = producers[name].name
-                self.edges.append((u, node.name, self._edge_matrix(self.held[name], need)))
+                ends.append((producers[name].name, node.name))
+                pairs.append((self.held[name], need))
         for out in graph.outputs:
             if out in consts_inputs:
                 continue
-            need = [(full_box(graph.spec(out).shape), None)]
-            self.edges.append((producers[out].name, None, self._edge_matrix(self.held[out], need)))
+            ends.append((producers[out].name, None))
+            pairs.append((self.held[out], [(full_box(graph.spec(out).shape), None)]))
+        self.edges: list[tuple[str, str | None, np.ndarray]] = [
+            (u, v, m) for (u, v), m in zip(ends, self._edge_matrices(pairs))]
         self.in_edges: dict[str, list[int]] = {n: [] for n in self.order}
         self.out_edges: dict[str, list[int]] = {n: [] for n in self.order}
+        self.neighbours: dict[str, set[str]] = {n: set() for n in self.order}  # across an edge
         for e, (u, v, _) in enumerate(self.edges):
             self.out_edges[u].append(e)
             if v is not None:
                 self.in_edges[v].append(e)
+                self.neighbours[u].add(v)
+                self.neighbours[v].add(u)
 
     def own(self, node: Node, p: Placement) -> tuple[Box | None, Box | None]:
         """The region of ``node``'s output each processor computes under ``p`` (memoised)."""
         key = (node.name, p.dim is Dim.H, p.rho)  # (an enum's hash is slow in Python)
         own = self._owns.get(key)
         if own is None:
-            full = self._fulls.get(node.name)
-            if full is None:
-                full = self._fulls[node.name] = full_box(self.graph.spec(node.outputs[0]).shape)
+            full = self._full(node)
             if len(node.outputs) != 1 or not 0.0 < p.rho < 1.0:
                 own = (full, None) if p.rho < 1.0 else (None, full)
             else:
@@ -119,6 +129,13 @@ class Problem:
                 own = share_boxes(full, axis, align, p.rho)
             self._owns[key] = own
         return own
+
+    def _full(self, node: Node) -> Box:
+        """The whole box of ``node``'s (first) output (memoised)."""
+        full = self._fulls.get(node.name)
+        if full is None:
+            full = self._fulls[node.name] = full_box(self.graph.spec(node.outputs[0]).shape)
+        return full
 
     def _axis(self, node: Node, dim: Dim) -> tuple[int, int]:
         """The output axis ``dim`` means for ``node`` and the step of its split points
@@ -149,6 +166,19 @@ class Problem:
             got = self._needs[key] = whole_inputs if box == full else fam.input_boxes(node, ins, out, box)
         return got
 
+    def reads(self, node: Node, box: Box | None, tensor: str) -> Box | None:
+        """What ``node`` reads of ``tensor`` (one of its inputs, maybe more than once) to
+        compute ``box`` of its output (memoised)."""
+        key = (node.name, box, tensor)
+        got = self._reads.get(key, False)
+        if got is False:
+            got = None
+            for name, b in zip(node.inputs, self.input_boxes(node, box)):
+                if name == tensor:
+                    got = hull(got, b)
+            self._reads[key] = got
+        return got
+
     def share(self, node: Node, p: Placement, box: Box | None) -> float:
         """The fraction of ``node``'s output along ``p``'s axis that ``box`` covers."""
         if box is None:
@@ -156,41 +186,74 @@ class Problem:
         axis = self._axis(node, p.dim)[0]
         return (box[axis][1] - box[axis][0]) / (self.graph.spec(node.outputs[0]).shape[axis])
 
-    def _node_ms(self, node: Node, p: Placement, own: tuple[Box | None, Box | None]) -> float:
-        if not p.is_split:
-            return self.cost.op_ms(node.name, p.processor, None, 1.0)
-        return max(self.cost.op_ms(node.name, q, p.dim, self.share(node, p, own[q])) for q in (0, 1))
+    def share_ms(self, name: str, proc: int, dim: Dim, share: float) -> float:
+        """ms of ``share`` of node ``name`` split on ``dim`` on ``proc`` (the cost
+        model's, memoised: the chain search asks for the same shares again and again)."""
+        key = (name, proc, dim is Dim.H, share)  # (an enum's hash is slow in Python)
+        ms = self._share_ms.get(key)
+        if ms is None:
+            ms = self._share_ms[key] = self.cost.op_ms(name, proc, dim, share)
+        return ms
 
-    def _edge_matrix(self, held: list[tuple[Box | None, Box | None]], need: list[tuple[Box | None, Box | None]]) -> np.ndarray:
-        """ms of the slower direction of what each processor needs and does not hold."""
-        rank = next((len(b) for pair in held + need for b in pair if b is not None), 1)
-        out = np.zeros((len(held), len(need)))
-        for q in (0, 1):
-            hl, hh = _stacked([h[q] for h in held], rank)
-            nl, nh = _stacked([n[q] for n in need], rank)
-            need_vol = np.prod(nh - nl, axis=1)  # [Kc]
-            inter = np.prod(np.clip(np.minimum(hh[:, None, :], nh[None]) - np.maximum(hl[:, None, :], nl[None]), 0, None),
-                            axis=2)  # [Kp, Kc]
-            missing = (need_vol[None, :] - inter) * self.cost.itemsize
-            link = self.cost.links[1 - q]
-            ms = np.where(missing > 0, link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing / 1e6, 0.0)
+    def _split_shares(self, node: Node, p: Placement) -> tuple[float, float]:
+        """The fractions of ``node``'s output along ``p``'s axis that each processor owns
+        under split placement ``p`` (:meth:`share` of each :meth:`own` box, without
+        making the boxes: processor 0 owns ``[0, point)``, processor 1 the rest)."""
+        axis, align = self._axis(node, p.dim)
+        size = self._full(node)[axis][1]
+        point = split_point(size, p.rho, align)
+        return point / size, (size - point) / size
+
+    def _node_costs(self, node: Node, cands: list[Placement]) -> list[float]:
+        """Each candidate's own ms: whole on its processor, or the slower of its two shares."""
+        times = self.cost.node(node.name)
+        costs = []
+        for p in cands:
+            if p.is_split:
+                s0, s1 = self._split_shares(node, p)
+                costs.append(max(times.ms(0, p.dim, s0), times.ms(1, p.dim, s1)))
+            else:
+                costs.append(times.ms(p.processor, None, 1.0))
+        return costs
+
+    def _edge_matrices(self, pairs: list[tuple[list[tuple[Box | None, Box | None]],
+                                                list[tuple[Box | None, Box | None]]]]) -> list[np.ndarray]:
+        """For each (held, need) of an edge, the ms of the slower direction of what each
+        processor needs and does not hold, [len(held), len(need)]. Edges of the same
+        shape are computed together (numpy's cost is per call, not per element): axis 0
+        of the arrays is the processor q, axis 1 the edge."""
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for i, (held, need) in enumerate(pairs):
+            rank = next((len(b) for pair in held + need for b in pair if b is not None), 1)
+            groups.setdefault((len(held), len(need), rank), []).append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(pairs)
+        fixed, per_mb, copy = self._exchange
+        for (kp, kc, rank), members in groups.items():
+            lo, hi = _corners([box for i in members for box in pairs[i][0] + pairs[i][1]], rank)
+            lo, hi = lo.reshape(2, len(members), kp + kc, rank), hi.reshape(2, len(members), kp + kc, rank)
+            hl, hh, nl, nh = lo[:, :, :kp, None], hi[:, :, :kp, None], lo[:, :, None, kp:], hi[:, :, None, kp:]
+            # volumes by multiplying the extents, an empty axis counting 0
+            need_vol = np.multiply.reduce(np.maximum(nh - nl, 0), axis=-1)  # [2, G, 1, Kc]
+            inter = np.multiply.reduce(np.maximum(np.minimum(hh, nh) - np.maximum(hl, nl), 0), axis=-1)  # [2, G, Kp, Kc]
+            missing = (need_vol - inter) * self.cost.itemsize
+            ms = np.where(missing > 0, fixed + per_mb * missing / 1e6, 0.0)
             # an input partly held and partly received is assembled into one buffer first
-            ms += np.where((missing > 0) & (inter > 0), self.cost.copy_ms_per_mb[q] * need_vol[None, :] * self.cost.itemsize / 1e6,
-                           0.0)
-            out = np.maximum(out, ms)
+            ms += np.where((missing > 0) & (inter > 0), copy * need_vol * self.cost.itemsize / 1e6, 0.0)
+            worst = ms.max(axis=0)
+            for g, i in enumerate(members):
+                out[i] = worst[g]
         return out
 
     def edge_ms(self, held: tuple[Box | None, Box | None], need: tuple[Box | None, Box | None]) -> float:
-        """One entry of :meth:`_edge_matrix`, without numpy (for the chain search)."""
+        """One entry of :meth:`_edge_matrices`, without numpy (for the chain search)."""
         worst = 0.0
         for q in (0, 1):
             n = need[q]
             if is_empty(n):
                 continue
-            need_vol = missing = math.prod(e - s for s, e in n)
+            need_vol = _volume(n)
             h = held[q]
-            if not is_empty(h):
-                missing -= math.prod(max(0, min(e1, e2) - max(s1, s2)) for (s1, e1), (s2, e2) in zip(h, n))
+            missing = need_vol if is_empty(h) else need_vol - _overlap(h, n)
             if missing > 0:
                 link = self.cost.links[1 - q]
                 ms = link.fixed_ms + (link.ms_per_mb + link.sender_ms_per_mb) * missing * self.cost.itemsize / 1e6
@@ -234,20 +297,27 @@ class Problem:
             value[n] = v
         choice: dict[str, int] = {}
         for n in reversed(self.order):  # consumers before producers
-            choice.setdefault(n, int(np.argmin(value[n])))
+            choice.setdefault(n, int(value[n].argmin()))
             for e in self.in_edges[n]:
                 choice.setdefault(self.edges[e][0], int(best_from[e][choice[n]]))
         return choice
 
     def descend(self, choice: dict[str, int], sweeps: int = 20) -> dict[str, int]:
         """Move single nodes to their best candidate while the total falls."""
+        # only nodes a neighbour of which moved since they were last looked at can move
+        # (the others would find the same best candidate again)
+        pending = set(self.order)
         for _ in range(sweeps):
             improved = False
             for n in self.order:
+                if n not in pending:
+                    continue
+                pending.discard(n)
                 c = self.local(choice, n)
-                k = int(np.argmin(c))
+                k = int(c.argmin())
                 if c[k] < c[choice[n]] - 1e-9:
                     choice[n], improved = k, True
+                    pending.update(self.neighbours[n])
             if not improved:
                 break
         return choice
@@ -270,13 +340,35 @@ class Problem:
         return Plan(self.graph.name, {n: self.cands[n][choice[n]] for n in self.order})
 
 
+def _volume(box: Box) -> int:
+    """Elements in a box (no empty axis)."""
+    n = 1
+    for s, e in box:
+        n *= e - s
+    return n
+
+
+def _overlap(a: Box, b: Box) -> int:
+    """Elements two boxes share."""
+    n = 1
+    for (s1, e1), (s2, e2) in zip(a, b):
+        side = min(e1, e2) - max(s1, s2)
+        if side <= 0:
+            return 0
+        n *= side
+    return n
+
+
 def _best_per_dim(cands: list[Placement], costs: list[float], keep: int) -> list[int]:
     """Indices of the whole placements and of the ``keep`` cheapest shares of each dimension."""
-    out = [k for k, p in enumerate(cands) if not p.is_split]
-    for dim in {p.dim for p in cands if p.is_split}:
-        split = sorted((costs[k], k) for k, p in enumerate(cands) if p.is_split and p.dim is dim)
-        out += [k for _, k in split[:keep]]
-    return sorted(out)
+    whole: list[int] = []
+    split: dict[bool, list[tuple[float, int]]] = {}  # by dim is Dim.H (an enum's hash is slow in Python)
+    for k, p in enumerate(cands):
+        if p.is_split:
+            split.setdefault(p.dim is Dim.H, []).append((costs[k], k))
+        else:
+            whole.append(k)
+    return sorted(whole + [k for shares in split.values() for _, k in sorted(shares)[:keep]])
 
 
 def _whole() -> list[Placement]:
@@ -287,10 +379,11 @@ def candidates(graph: Graph, cost: CostModel, split: bool, shares: tuple[float, 
     """Each node's placements to search: whole on either processor and, with ``split``,
     every dimension both the node and the cost model split on, at ``shares``."""
     out = {}
+    at_shares = {d: [Placement(d, r) for r in shares] for d in Dim}  # (placements are immutable: shared)
     for node in graph.nodes:
         cands = _whole()
         if split:
             dims = [d for d in split_dims(graph, node.name) if d in cost.dims(node.name)]
-            cands += [Placement(d, r) for d in dims for r in shares]
+            cands += [p for d in dims for p in at_shares[d]]
         out[node.name] = cands
     return out

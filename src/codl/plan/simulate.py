@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node
 from ..ir.regions import box_shape, is_empty
 from ..ops import family
 from ..runtime.schedule import RecvStep, RunStep, SendStep, build_schedule
 from .cost import CostModel
-from .types import Plan
+from .types import Placement, Plan
 
 
 @dataclass
@@ -34,15 +34,13 @@ class Prediction:
     node_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def share_of(graph: Graph, plan: Plan, node_name: str, box: tuple) -> float:
-    """The fraction of the node's split axis that ``box`` covers (1 when not split)."""
-    node = graph.node(node_name)
-    p = plan.placements[node_name]
+def _split_axis(graph: Graph, node: Node, p: Placement) -> tuple[int, int] | None:
+    """The output axis ``p`` splits ``node`` on and its size; None when the node runs whole."""
     if not p.is_split or len(node.outputs) != 1:
-        return 1.0
+        return None
     out = graph.spec(node.outputs[0])
     axis = family(node.op).split_axes(node, [graph.spec(i) for i in node.inputs], out)[p.dim]
-    return (box[axis][1] - box[axis][0]) / out.shape[axis]
+    return axis, out.shape[axis]
 
 
 def predict_plan(graph: Graph, plan: Plan, cost: CostModel) -> Prediction:
@@ -53,8 +51,9 @@ def predict_plan(graph: Graph, plan: Plan, cost: CostModel) -> Prediction:
     busy = [0.0, 0.0]
     node_ms: dict[str, list[float]] = {}
     programs = [p.steps for p in sched.programs]
-    if any(isinstance(s, RunStep) and any(i in {x.name for x in graph.inputs} for i in s.node.inputs)
-           for s in programs[1]):
+    inputs = {x.name for x in graph.inputs}
+    axes: dict[str, tuple[int, int] | None] = {}  # node -> _split_axis
+    if any(isinstance(s, RunStep) and any(i in inputs for i in s.node.inputs) for s in programs[1]):
         clock[1] = cost.links[0].ms(sum(s.numel for s in graph.inputs) * cost.itemsize)
     pos = [0, 0]
     while pos[0] < len(programs[0]) or pos[1] < len(programs[1]):
@@ -74,9 +73,14 @@ def predict_plan(graph: Graph, plan: Plan, cost: CostModel) -> Prediction:
                     clock[proc] += t
                     busy[proc] += t
                 elif isinstance(step, RunStep) and not is_empty(step.box):
-                    p = plan.placements[step.node.name]
-                    share = share_of(graph, plan, step.node.name, step.box)
-                    t = cost.op_ms(step.node.name, proc, p.dim if p.is_split else None, share)
+                    name = step.node.name
+                    p = plan.placements[name]
+                    if name not in axes:
+                        axes[name] = _split_axis(graph, step.node, p)
+                    split = axes[name]
+                    # the fraction of the split axis this processor computes (halos included)
+                    share = 1.0 if split is None else (step.box[split[0]][1] - step.box[split[0]][0]) / split[1]
+                    t = cost.op_ms(name, proc, p.dim if p.is_split else None, share)
                     t += sum(cost.assemble_ms(proc, math.prod(box_shape(src.box)) * cost.itemsize)
                              for src in step.inputs if len(src.pieces) > 1)
                     clock[proc] += t

@@ -116,6 +116,7 @@ def verify_plan(plan: Plan, graph: Graph) -> None:
 def _chain_problems(plan: Plan, graph: Graph) -> list[str]:
     problems: list[str] = []
     order = {n.name: i for i, n in enumerate(graph.nodes)}
+    nodes = {n.name: n for n in graph.nodes}  # (graph.node searches the list)
     seen: set[str] = set()
     for c, chain in enumerate(plan.chains):
         where = f"chain {c} {chain}"
@@ -132,6 +133,6 @@ def _chain_problems(plan: Plan, graph: Graph) -> list[str]:
         for prev, cur in zip(chain, chain[1:]):
             if plan.placements.get(cur) != first:
                 problems.append(f"{where}: node {cur!r} has placement {plan.placements.get(cur)}, chain has {first}")
-            if graph.node(prev).outputs[0] not in graph.node(cur).inputs or order[cur] < order[prev]:
+            if nodes[prev].outputs[0] not in nodes[cur].inputs or order[cur] < order[prev]:
                 problems.append(f"{where}: node {cur!r} does not read the output of {prev!r}")
     return problems
