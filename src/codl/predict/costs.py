@@ -106,8 +106,8 @@ def profile_flags(proc: Processor) -> str:
     return " ".join(flags)
 
 
-def advice(fitted_for: dict[str, Any], proc: Processor, q: int, what: str) -> str:
-    """How the processor ``what`` was fitted for differs from processor ``q`` (``proc``),
+def advice(fitted_for: dict[str, Any], proc: Processor, what: str) -> str:
+    """How the processor ``what`` was fitted for differs from ``proc``,
     and the ways out (plan with its settings, fit for these, or plan on a profile)."""
     diff = differences(fitted_for, proc)
     flags: list[str] = []
@@ -128,7 +128,7 @@ def advice(fitted_for: dict[str, Any], proc: Processor, q: int, what: str) -> st
 def check_fitted(fitted: Fitted, proc: Processor, q: int) -> None:
     """Refuse predictors fitted for another processor than ``proc`` (processor ``q`` of a pair)."""
     if differences(fitted.processor, proc):
-        raise CodlError(f"processor {q} ({proc.label}): " + advice(fitted.processor, proc, q, "its predictors were"))
+        raise CodlError(f"processor {q} ({proc.label}): " + advice(fitted.processor, proc, "its predictors were"))
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -212,7 +212,7 @@ def _none_found(q: int, proc: Processor, read: list, here: dict[str, Any], roots
     if near:
         f, on = min(near, key=lambda x: len(differences(x[1], proc)))
         return f"no fitted predictor for processor {q} ({proc.label}) in {where}: " + advice(
-            on, proc, q, f"the nearest, {f.name}, was")
+            on, proc, f"the nearest, {f.name}, was")
     flags = profile_flags(proc)
     return (f"no fitted predictor for processor {q} ({proc.label}) on this machine in {where}; run `codl profile "
             f"{flags}` then `codl predictor fit {flags}`, or use --costs profile")
