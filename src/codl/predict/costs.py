@@ -272,7 +272,7 @@ def predict_nodes(graph: Graph, processors: tuple[Processor, Processor], fitted:
 
 
 def cost_from_predictors(graph: Graph, processors: tuple[Processor, Processor], fitted: tuple[Fitted, Fitted],
-                         inputs: list[torch.Tensor] | None = None, repeats: int = 3, warmup: int = 1,
+                         inputs: list[torch.Tensor] | None = None, repeats: int = 1, warmup: int = 1,
                          progress: bool = False) -> CostModel:
     """The predicted cost model of ``graph`` on ``processors`` (see the module docstring);
     ``repeats``/``warmup``: of each measurement of a node no predictor covers."""
