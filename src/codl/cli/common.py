@@ -97,10 +97,11 @@ def processor_of(args: argparse.Namespace) -> Processor:
 
 def pair_of(args: argparse.Namespace) -> tuple[Processor, Processor]:
     """The two processors of ``-d cpu,cuda`` / ``-d cpu,cpu`` (two groups of half the
-    cores each); with ``--native`` the CPU in bf16 and a GPU in fp16, channels-last."""
+    cores each); with ``--native`` the CPU in bf16 and a GPU in fp16, channels-last; with
+    ``--own-kernels`` (where the command has it) both on codl's own kernels."""
     from ..processors.base import default_pair
 
-    return default_pair(args.device, args.native, args.threads, args.sm_limit)
+    return default_pair(args.device, args.native, args.threads, args.sm_limit, getattr(args, "own_kernels", False))
 
 
 def profile_file(args: argparse.Namespace, proc: Processor) -> Path:

@@ -63,12 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="skip comparing outputs with the reference")
             s.add_argument("--plan", help="run this plan (from codl plan) on the processors it names instead of -d")
         if name == "plan":
-            from ..plan import STRATEGIES
+            from ..plan import COSTS, STRATEGIES
 
             s.add_argument("--strategy", choices=STRATEGIES, default="codl", help="how to plan (default: codl)")
             s.add_argument("-o", "--out", default="plan.json", help="plan JSON to write")
             s.add_argument("--measure", action="store_true",
                            help="time the plan and the faster processor alone in sessions; keep the faster")
+            s.add_argument("--costs", choices=COSTS, default="profile",
+                           help="profile: the model's own ops measured (a model profile, cached); predictors: "
+                                "convs and linears predicted by the fitted predictors of each processor, the "
+                                "other ops measured whole (default: profile)")
+            s.add_argument("--predictors", nargs="+", metavar="PATH",
+                           help="with --costs predictors: predictor files or directories holding them "
+                                "(default: the codl cache, where codl profile and codl predictor fit write)")
             profile_budget_args(s)
         if name == "check":
             s.add_argument("--plan", required=True, help="plan JSON from codl plan (it names its processors)")
@@ -81,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--threads", type=int, help="CPU threads beside a GPU (default: all cores but one)")
             s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs")
             s.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last")
+            s.add_argument("--own-kernels", action="store_true",
+                           help="both processors on codl's own kernels (CPU convs; GPU convs and linears)")
         if name == "trace":
             s.add_argument("--plan", required=True, help="plan JSON (codl.plan.Plan.to_json)")
             s.add_argument("-o", "--out", default="codl-trace.json", help="trace-event JSON to write")

@@ -4,6 +4,7 @@ fitted on them."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -98,15 +99,21 @@ def _profile_rows(args: argparse.Namespace) -> tuple[Path, dict[str, Any], list]
 
 
 def cmd_predictor_fit(args: argparse.Namespace) -> int:
+    from ..atomic import write_atomic
+    from ..fingerprint import fingerprint
     from ..predict.profiles import fit_per_family
+    from ..profile.measure import profile_settings
 
     path, described, rows = _profile_rows(args)
     out_dir = Path(args.models or path.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples = Counter(c.family for _, c, _ in rows)
+    # what the predictor is valid for: the processor and machine the profile measured
+    measured_on = profile_settings(path).get("fingerprint", {}) if path.with_suffix(".json").exists() else {}
     for family, model in fit_per_family(rows, described, args.predictor, args.seed).items():
         target = out_dir / f"{path.stem}.{args.predictor}.{family}.json"
-        model.save(str(target))
+        fitted_on = {"profile": path.name, "processor": described, "fingerprint": measured_on or fingerprint()}
+        write_atomic(target, json.dumps({**model.to_json(), "fitted_on": fitted_on}, separators=(",", ":")))
         print(f"{family:<7} {args.predictor} predictor fitted on {samples[family]} samples: {target} "
               f"({target.stat().st_size} bytes)")
     return 0

@@ -188,8 +188,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     pair = pair_of(args)
     graph, _, inputs, label = load_model(args)
     log(f"planning {label} on {pair[0].label} + {pair[1].label}, strategy {args.strategy}")
+    if args.predictors and args.costs != "predictors":
+        raise CodlError("--predictors applies to --costs predictors")
     result = plan_graph(graph, pair, args.strategy, inputs=inputs, measure=args.measure, budget_s=budget_of(args),
-                        refresh=args.refresh_profile)
+                        refresh=args.refresh_profile, costs=args.costs, predictors=args.predictors)
     plan = result.plan
     names = pair_names(plan.meta["processors"])
     summary = placement_summary(graph, plan)

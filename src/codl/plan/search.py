@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import CodlError
 from ..ir.graph import Graph, OpKind
@@ -41,6 +41,7 @@ from .simulate import Prediction, predict_plan, predict_single
 from .types import Placement, Plan
 
 STRATEGIES = ("cpu", "gpu", "layer-switch", "mulayer", "codl", "oracle")
+COSTS = ("profile", "predictors")  # where plan_graph's cost model comes from
 KEEP = 5  # shares per node and dimension the codl search keeps (the cheapest by the node's own cost)
 HEAVY = {OpKind.CONV, OpKind.CONV_TRANSPOSE, OpKind.LINEAR, OpKind.MATMUL}
 
@@ -249,13 +250,16 @@ def session_timer(graph: Graph, processors: tuple, inputs: list, calls: int = 10
 
 def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: CostModel | None = None,
                inputs: list | None = None, measure: bool = False, progress: bool = True,
-               budget_s: float | None = None, refresh: bool = False) -> PlanResult:
-    """Everything ``codl plan`` does: the cost model (the cached model profile of
-    ``graph`` on ``processors``, measured first when absent (within ``budget_s``; again
-    with ``refresh``), unless ``cost`` is given),
-    the strategy's plan, the never-slower guard (on measured times when ``measure`` or
-    for the oracle), and the plan's ``meta`` (strategy, cost source, predicted ms,
-    processors) filled in."""
+               budget_s: float | None = None, refresh: bool = False, costs: str = "profile",
+               predictors: Sequence | None = None) -> PlanResult:
+    """Everything ``codl plan`` does: the cost model, unless ``cost`` is given: with
+    ``costs="profile"`` the cached model profile of ``graph`` on ``processors``,
+    measured first when absent (within ``budget_s``; again with ``refresh``); with
+    ``costs="predictors"`` the fitted predictors' (:mod:`codl.predict.costs`; ``predictors``:
+    a pair of :class:`codl.predict.costs.Fitted`, or predictor files and directories,
+    default the codl cache); then the strategy's plan, the never-slower guard (on
+    measured times when ``measure`` or for the oracle), and the plan's ``meta``
+    (strategy, cost source, predicted ms, processors) filled in."""
     import sys
     import time
 
@@ -265,8 +269,16 @@ def plan_graph(graph: Graph, processors: tuple, strategy: str = "codl", cost: Co
 
     if strategy not in STRATEGIES:
         raise CodlError(f"unknown strategy {strategy!r} (supported: {', '.join(STRATEGIES)})")
+    if costs not in COSTS:
+        raise CodlError(f"unknown cost source {costs!r} (supported: {', '.join(COSTS)})")
     processors = pair_defaults(tuple(processors))
-    if cost is None:
+    if cost is None and costs == "predictors":
+        from ..predict.costs import Fitted, cost_from_predictors, find_predictors
+
+        given = predictors is not None and len(predictors) == 2 and all(isinstance(f, Fitted) for f in predictors)
+        fitted = tuple(predictors) if given else find_predictors(processors, predictors)  # type: ignore[arg-type]
+        cost = cost_from_predictors(graph, processors, fitted, inputs=inputs, progress=progress)  # type: ignore[arg-type]
+    elif cost is None:
         cost = load_or_profile(graph, processors, progress=progress, inputs=inputs, budget_s=budget_s, refresh=refresh)
     say = (lambda text: print(f"codl: {text}", file=sys.stderr, flush=True)) if progress else None
     timer = None

@@ -1,5 +1,6 @@
 """Latency predictors fitted on profiled measurements (:mod:`codl.profile`): the analytic
-model, a FLOPs-linear baseline and a random forest, judged alike by :mod:`.evaluate`."""
+model, a FLOPs-linear baseline and a random forest, judged alike by :mod:`.evaluate`;
+:mod:`.costs` makes the planners' cost model from them."""
 
 from .analytic import AnalyticPredictor, RegimeModel
 from .features import (

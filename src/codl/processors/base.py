@@ -295,25 +295,30 @@ class Processor:
         return d
 
 
-def typed_processor(text: str, native: bool, threads: int | None = None, sm_limit: int | None = None) -> Processor:
+def typed_processor(text: str, native: bool, threads: int | None = None, sm_limit: int | None = None,
+                    own_kernels: bool = False) -> Processor:
     """``text``'s processor computing in fp32, or with ``native`` in the GPU machine's
     fastest types: a CPU in bf16 and a GPU in fp16, both channels-last
-    (docs/results/baselines.md)."""
+    (docs/results/baselines.md); with ``own_kernels``, on codl's own kernels (a CPU
+    then channels-last)."""
     cpu = text.partition(":")[0] == "cpu"
     dtype = (DType.BFLOAT16 if cpu else DType.FLOAT16) if native else DType.FLOAT32
-    return Processor.parse(text, threads, dtype, native, sm_limit)
+    return Processor.parse(text, threads, dtype, True if native else None, sm_limit, own_kernels=own_kernels)
 
 
 def default_pair(device: str | None = None, native: bool = False, threads: int | None = None,
-                 sm_limit: int | None = None) -> tuple[Processor, Processor]:
+                 sm_limit: int | None = None, own_kernels: bool = False) -> tuple[Processor, Processor]:
     """The two processors of ``device`` ("cpu,cuda", "cpu,cpu"; default: the CPU with
     CUDA where a GPU is found, else two CPU groups of half the cores each). ``native``:
-    the CPU in bf16 and a GPU in fp16, channels-last."""
+    the CPU in bf16 and a GPU in fp16, channels-last; ``own_kernels``: both on codl's
+    own kernels."""
     device = device or ("cpu,cuda" if torch.cuda.is_available() else "cpu,cpu")
     names = device.split(",")
     if len(names) != 2 or names[0] != "cpu":
         raise CodlError(f"-d {device!r}: give two processors, the CPU first (cpu,cuda or cpu,cpu)")
     if names[1] == "cpu":
         half = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 1
-        return typed_processor("cpu", native, half), typed_processor("cpu", native, half)
-    return typed_processor("cpu", native, threads), typed_processor(names[1], native, sm_limit=sm_limit)
+        return (typed_processor("cpu", native, half, own_kernels=own_kernels),
+                typed_processor("cpu", native, half, own_kernels=own_kernels))
+    return (typed_processor("cpu", native, threads, own_kernels=own_kernels),
+            typed_processor(names[1], native, sm_limit=sm_limit, own_kernels=own_kernels))

@@ -23,22 +23,21 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from ..atomic import write_atomic
 from ..fingerprint import fingerprint
-from ..ir.graph import Graph
-from ..ir.regions import full_box, relative
+from ..ir.graph import Graph, Node
+from ..ir.regions import Box, Dim, full_box, is_empty, relative
 from ..ops import family
 from ..plan.cost import GRID, CostModel, CostModelError, Link, NodeCost
 from ..plan.random import split_dims
-from ..plan.types import Placement, Plan
 from ..processors import Processor, ProcessorKind
 from ..processors.base import cpu_cache_bytes
 from ..runtime.reference import ReferenceRunner, random_inputs, to_processor
-from ..runtime.schedule import own_box
+from ..runtime.schedule import share_boxes, split_axis
 from ..settings import cache_dir
 from ..timing import time_back_to_back
 from .exchange import measure_exchange
@@ -143,12 +142,8 @@ def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares:
     deadline = time.monotonic() + budget_s if budget_s is not None else None
     skipped = 0
     try:
-        whole: list[dict[str, float]] = [{}, {}]
-        for q, proc in enumerate(processors):  # whole times first: every node gets those
-            proc.activate()
-            for node in graph.nodes:
-                whole[q][node.name] = _whole(graph, node, proc, values, repeats, warmup)
-                bar.update(1)
+        # whole times first: every node gets those
+        whole = whole_times(graph, processors, graph.nodes, values, repeats, warmup, bar)
         # then shares, the heaviest nodes first, while the budget lasts
         order = sorted(graph.nodes, key=lambda n: -max(whole[0][n.name], whole[1][n.name]))
         points: dict[str, list[dict]] = {}
@@ -166,8 +161,7 @@ def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares:
             # a dimension no share of which is partial (8 channels on an 8-channel grid) is left out
             nodes[node.name] = NodeCost((whole[0][node.name], whole[1][node.name]),
                                         {d: (sorted(s0[d]), sorted(s1[d])) for d in s0 if s0[d] and s1[d]})
-        links = measure_links(processors)
-        copy = (_copy_ms_per_mb(processors[0]), _copy_ms_per_mb(processors[1]))
+        links, copy = exchange_costs(processors)
     finally:
         torch.set_num_threads(threads_before)
         bar.close()
@@ -175,6 +169,31 @@ def profile_model(graph: Graph, processors: tuple[Processor, Processor], shares:
     source = SOURCE if not skipped else f"{SOURCE}; {skipped} lightest nodes whole only (profile budget)"
     return CostModel(graph.name, nodes, links, source, [p.describe() for p in processors], itemsize, copy,
                      LINKS_VERSION)
+
+
+def whole_times(graph: Graph, processors: tuple[Processor, Processor], nodes: Sequence[Node], values: dict,
+                repeats: int, warmup: int, bar=None, reuse_same: bool = False) -> list[dict[str, float]]:
+    """ms of each of ``nodes`` whole on each processor (``values``: every tensor of a
+    reference run). With ``reuse_same``, a processor described exactly as processor 0
+    (two CPU groups alike) takes processor 0's times rather than being measured again."""
+    whole: list[dict[str, float]] = [{}, {}]
+    for q, proc in enumerate(processors):
+        if q == 1 and reuse_same and proc.describe() == processors[0].describe():
+            whole[1] = dict(whole[0])
+            if bar is not None:
+                bar.update(len(nodes))
+            continue
+        proc.activate()
+        for node in nodes:
+            whole[q][node.name] = _whole(graph, node, proc, values, repeats, warmup)
+            if bar is not None:
+                bar.update(1)
+    return whole
+
+
+def exchange_costs(processors: tuple[Processor, Processor]) -> tuple[tuple[Link, Link], tuple[float, float]]:
+    """The two links (:func:`measure_links`) and each processor's copy in ms per MB."""
+    return measure_links(processors), (_copy_ms_per_mb(processors[0]), _copy_ms_per_mb(processors[1]))
 
 
 def _inputs(graph: Graph, node, values: dict) -> list[torch.Tensor]:
@@ -196,21 +215,33 @@ def _shares(graph: Graph, node, proc: Processor, q: int, values: dict, shares: t
     points: dict = {}
     for dim in split_dims(graph, node.name):
         points[dim] = []
-        axis = fam.split_axes(node, ins, out)[dim]
-        for share in shares:
-            bar.update(1)
-            rho = share if q == 1 else 1.0 - share
-            box = own_box(graph, node, Plan(graph.name, {node.name: Placement(dim, rho)}), q)
-            if box is None or box == full_box(out.shape):
-                continue
-            frac = (box[axis][1] - box[axis][0]) / out.shape[axis]
-            if any(abs(frac - f) < 1e-9 for f, _ in points[dim]):
-                continue
+        bar.update(len(shares))
+        for frac, box in partial_boxes(graph, node, dim, q, shares):
             sliced = [to_processor(t[relative(b, full_box(t.shape))].contiguous(), proc)
                       for t, b in zip(whole_inputs, fam.input_boxes(node, ins, out, box))]
             part = fam.partial_kernel(node, ins, out, box, proc.backend)
             points[dim].append((frac, _median_ms(lambda: part(*sliced), proc, repeats, warmup)))
     return points
+
+
+def partial_boxes(graph: Graph, node, dim: Dim, q: int, shares: tuple[float, ...] = SHARES) -> list[tuple[float, Box]]:
+    """Processor ``q``'s part of ``node`` at each of ``shares`` of ``dim``, cut as a session
+    cuts it (split points aligned): (fraction of the split axis, output box). Shares whose
+    part is empty or whole, or the same as an earlier share's (alignment), are left out.
+    What a profile measures and what the predicted cost model predicts."""
+    out = graph.spec(node.outputs[0])
+    axis, align = split_axis(graph, node, dim)
+    whole = full_box(out.shape)
+    got: list[tuple[float, Box]] = []
+    for share in shares:
+        rho = share if q == 1 else 1.0 - share
+        box = share_boxes(whole, axis, align, rho)[q]  # as own_box cuts a node placed at (dim, rho)
+        if is_empty(box) or box == whole:
+            continue
+        frac = (box[axis][1] - box[axis][0]) / out.shape[axis]
+        if not any(abs(frac - f) < 1e-9 for f, _ in got):
+            got.append((frac, box))
+    return got
 
 
 def measure_links(processors: tuple[Processor, Processor], rounds: int = 10) -> tuple[Link, Link]:

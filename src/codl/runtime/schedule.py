@@ -18,7 +18,17 @@ import math
 from dataclasses import dataclass, field
 
 from ..ir.graph import Graph, Node
-from ..ir.regions import Box, Dim, contains, full_box, hull, intersect, is_empty, split_point, with_axis
+from ..ir.regions import (
+    Box,
+    Dim,
+    contains,
+    full_box,
+    hull,
+    intersect,
+    is_empty,
+    split_point,
+    with_axis,
+)
 from ..ops import family
 from ..plan.types import Plan, verify_plan
 
@@ -101,11 +111,16 @@ def own_box(graph: Graph, node: Node, plan: Plan, proc: int) -> Box:
     p = plan.placements[node.name]
     if not p.is_split:
         return full_box(out.shape) if p.processor == proc else EMPTY
-    fam = family(node.op)
-    ins = [graph.spec(i) for i in node.inputs]
-    axis = fam.split_axes(node, ins, out)[p.dim]
-    align = split_alignment(fam.alignment(node, ins, p.dim), p.dim, out.shape[axis])
+    axis, align = split_axis(graph, node, p.dim)
     return share_boxes(full_box(out.shape), axis, align, p.rho)[proc]
+
+
+def split_axis(graph: Graph, node: Node, dim: Dim) -> tuple[int, int]:
+    """The output axis of ``node`` that ``dim`` cuts, and the step of its split points."""
+    fam, out = family(node.op), graph.spec(node.outputs[0])
+    ins = [graph.spec(i) for i in node.inputs]
+    axis = fam.split_axes(node, ins, out)[dim]
+    return axis, split_alignment(fam.alignment(node, ins, dim), dim, out.shape[axis])
 
 
 def share_boxes(full: Box, axis: int, align: int, rho: float) -> tuple[Box | None, Box | None]:
