@@ -10,6 +10,7 @@ import torch
 
 from codl import zoo
 from codl.cli import main
+from codl.cli.parser import build_parser
 from codl.frontends import export_onnx
 
 
@@ -90,6 +91,23 @@ def test_own_kernels_are_refused_off_cpu_and_cuda(capsys: pytest.CaptureFixture)
     assert main(["run", "vgg16", "-d", "mps", "--own-kernels"]) == 2
     assert "--own-kernels applies to the cpu and to cuda devices with Triton only: codl has no own kernels for mps" \
         in capsys.readouterr().err
+
+
+def test_own_kernels_for_one_processor_of_a_pair() -> None:
+    from codl.errors import CodlError
+    from codl.processors.base import default_pair
+
+    assert [p.own_kernels for p in default_pair("cpu,cpu", own_kernels="gpu")] == [False, True]
+    assert [p.own_kernels for p in default_pair("cpu,cpu", own_kernels="cpu")] == [True, False]
+    assert [p.own_kernels for p in default_pair("cpu,cpu", own_kernels=True)] == [True, True]
+    assert [p.own_kernels for p in default_pair("cpu,cpu", own_kernels="both")] == [True, True]
+    assert [p.own_kernels for p in default_pair("cpu,cpu")] == [False, False]
+    with pytest.raises(CodlError, match="give one of both, cpu, gpu"):
+        default_pair("cpu,cpu", own_kernels="npu")
+    args = build_parser().parse_args(["plan", "vgg16", "--own-kernels", "--native"])
+    assert args.own_kernels == "both"
+    args = build_parser().parse_args(["bench", "model", "vgg16", "--own-kernels", "gpu"])
+    assert args.own_kernels == "gpu"
 
 
 def test_trace_writes_a_perfetto_trace_of_a_plan(tmp_path, capsys) -> None:  # noqa: ANN001

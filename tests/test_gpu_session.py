@@ -199,3 +199,20 @@ def test_interrupted_flags_calls_leave_the_next_call_right(cuda_graph: bool) -> 
     for trial in range(20):
         interrupted_call(session, x, rng.uniform(0.0, 1.5 * call_s))
         assert compare(in_thread(lambda: session(x)), [expected])["rel_l2_error"] < 1e-2, f"trial {trial}"
+
+
+def test_bench_times_the_gpu_alone_on_both_kernel_sources(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from codl.bench.model import bench_model
+
+    monkeypatch.setenv("CODL_CACHE_DIR", str(tmp_path))
+    module, x = zoo.build("vgg16", (32, 32), width=0.25)
+    graph = from_torch(module, x, name="vgg16")
+    pair = (Processor.parse("cpu", dtype=DType.BFLOAT16, channels_last=True),
+            Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8))
+    res = bench_model(graph, pair, [x], ["codl"], iters=3, warmup=1, progress=False, measure_power=False)
+    rows = {r["strategy"]: r for r in res["rows"]}
+    assert set(rows) == {"cpu", "gpu", "gpu-own", "codl"}
+    assert rows["gpu-own"]["processors"][1]["kernels"] == "codl" and rows["gpu"]["processors"][1].get("kernels") != "codl"
+    singles = {s: rows[s]["latency_ms"]["median_ms"] for s in ("cpu", "gpu", "gpu-own")}
+    assert res["best_single"] == min(singles, key=singles.get)
+    assert rows["codl"]["speedup"] == pytest.approx(singles[res["best_single"]] / rows["codl"]["latency_ms"]["median_ms"])

@@ -36,6 +36,10 @@ from .report import op_rows
 BENCH_SCHEMA_VERSION = 1
 SINGLES = ("cpu", "gpu")
 WHOLE_CPU = "whole-cpu"  # with two CPU groups: every core in one group, not predicted
+# The GPU alone on the other kernels (codl's own where the pair uses the libraries, and the
+# other way round), not predicted: the best single processor is the faster of the two, so a
+# plan is never credited with what a kernel choice alone would give.
+GPU_OTHER = {False: "gpu-own", True: "gpu-library"}
 
 
 def ideal_ms(graph: Graph, cost: CostModel) -> float:
@@ -90,6 +94,14 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         pairs[WHOLE_CPU], plan_ms[WHOLE_CPU] = whole, 0.0
         names.insert(2, WHOLE_CPU)
         singles.append(WHOLE_CPU)
+    other = other_gpu(processors[1])
+    if other is not None:
+        name = GPU_OTHER[processors[1].own_kernels]
+        results[name] = PlanResult(Plan.uniform(graph, Placement(Dim.OC, 1.0)), name,
+                                   Prediction(math.nan, (math.nan, 0.0), (math.nan, 0.0), 0, 0), (math.nan, math.nan))
+        pairs[name], plan_ms[name] = (processors[0], other), 0.0
+        names.insert(len(singles), name)
+        singles.append(name)
     # A strategy whose plan is one already timed (a guard's fallback to a processor alone,
     # two planners agreeing) shares its session and samples: the same plan timed twice
     # would differ only by noise.
@@ -162,6 +174,19 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             "warnings": warnings(rows, samples, len(samples[names[0]])),
             **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
                if trace is not None else {})}
+
+
+def other_gpu(gpu: Processor) -> Processor | None:
+    """``gpu`` on the other kernels (own where it uses the libraries, the libraries where
+    it uses own), or None where codl has no own kernels for it (not CUDA, no Triton, or
+    a type other than fp16/bf16, which the own kernels leave to the libraries)."""
+    if gpu.kind is not ProcessorKind.CUDA or gpu.dtype not in (DType.FLOAT16, DType.BFLOAT16):
+        return None
+    from ..ops.own_kernels import available
+
+    if available() is not None:
+        return None
+    return dataclasses.replace(gpu, own_kernels=not gpu.own_kernels)
 
 
 def uses_both(plan: Plan) -> bool:
@@ -285,6 +310,7 @@ def _uses_both(placement: dict) -> bool:
 def _name(p: dict) -> str:
     extra = f", {p['threads']} threads" if "threads" in p else ""
     extra += f", {p['sm_limit']} SMs" if p.get("sm_limit") else ""
+    extra += ", own kernels" if p.get("kernels") == "codl" else ""
     return f"{p['device']} ({p['dtype']}{extra})"
 
 

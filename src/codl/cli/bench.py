@@ -51,6 +51,7 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 def _describe(p: dict[str, Any]) -> str:
     extra = f", {p['threads']} threads" if "threads" in p else f", {p.get('name', '')}"
     extra += f", {p['sm_limit']} of {p['sms']} SMs" if p.get("sm_limit") else ""
+    extra += ", codl's own kernels" if p.get("kernels") == "codl" else ""
     return f"{p['device']} ({p['dtype']}{', channels-last' if p['channels_last'] else ''}{extra})"
 
 

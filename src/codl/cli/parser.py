@@ -29,6 +29,13 @@ def device_args(q: argparse.ArgumentParser) -> None:
                         "(predictable latency; see docs/architecture.md)")
 
 
+def own_kernels_arg(q: argparse.ArgumentParser) -> None:
+    """``--own-kernels [both|cpu|gpu]`` for the commands that take a pair of processors."""
+    q.add_argument("--own-kernels", nargs="?", const="both", choices=("both", "cpu", "gpu"),
+                   help="run on codl's own kernels (CPU convs; GPU convs and linears): both processors (the "
+                        "default when given bare), or only the cpu or the gpu")
+
+
 def profile_budget_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--budget", type=float, metavar="MIN",
                    help="minutes the first model profile may take per processor pair (heaviest ops first; the rest "
@@ -88,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--threads", type=int, help="CPU threads beside a GPU (default: all cores but one)")
             s.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs")
             s.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last")
-            s.add_argument("--own-kernels", action="store_true",
-                           help="both processors on codl's own kernels (CPU convs; GPU convs and linears)")
+            own_kernels_arg(s)
         if name == "trace":
             s.add_argument("--plan", required=True, help="plan JSON (codl.plan.Plan.to_json)")
             s.add_argument("-o", "--out", default="codl-trace.json", help="trace-event JSON to write")
@@ -151,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--threads", type=int, help="CPU threads beside a GPU (default: all cores but one)")
     bm.add_argument("--sm-limit", type=int, help="cuda: run on at most this many SMs")
     bm.add_argument("--native", action="store_true", help="CPU in bf16 and GPU in fp16, channels-last")
+    own_kernels_arg(bm)
     bm.add_argument("--strategies", default="layer-switch,mulayer,codl",
                     help="comma-separated, of: cpu, gpu, layer-switch, mulayer, codl, oracle "
                          "(the two single processors are always timed)")

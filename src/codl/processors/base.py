@@ -306,19 +306,27 @@ def typed_processor(text: str, native: bool, threads: int | None = None, sm_limi
     return Processor.parse(text, threads, dtype, True if native else None, sm_limit, own_kernels=own_kernels)
 
 
+OWN_KERNELS = ("both", "cpu", "gpu")  # which processors of a pair run codl's own kernels
+
+
 def default_pair(device: str | None = None, native: bool = False, threads: int | None = None,
-                 sm_limit: int | None = None, own_kernels: bool = False) -> tuple[Processor, Processor]:
+                 sm_limit: int | None = None, own_kernels: bool | str = False) -> tuple[Processor, Processor]:
     """The two processors of ``device`` ("cpu,cuda", "cpu,cpu"; default: the CPU with
     CUDA where a GPU is found, else two CPU groups of half the cores each). ``native``:
-    the CPU in bf16 and a GPU in fp16, channels-last; ``own_kernels``: both on codl's
-    own kernels."""
+    the CPU in bf16 and a GPU in fp16, channels-last; ``own_kernels``: True or "both"
+    puts both processors on codl's own kernels, "cpu" or "gpu" only that one (with two
+    CPU groups "gpu" means the second group)."""
     device = device or ("cpu,cuda" if torch.cuda.is_available() else "cpu,cpu")
     names = device.split(",")
     if len(names) != 2 or names[0] != "cpu":
         raise CodlError(f"-d {device!r}: give two processors, the CPU first (cpu,cuda or cpu,cpu)")
+    which = "both" if own_kernels is True else own_kernels or ""
+    if which and which not in OWN_KERNELS:
+        raise CodlError(f"own kernels for {which!r}: give one of {', '.join(OWN_KERNELS)}")
+    own0, own1 = which in ("both", "cpu"), which in ("both", "gpu")
     if names[1] == "cpu":
         half = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 1
-        return (typed_processor("cpu", native, half, own_kernels=own_kernels),
-                typed_processor("cpu", native, half, own_kernels=own_kernels))
-    return (typed_processor("cpu", native, threads, own_kernels=own_kernels),
-            typed_processor(names[1], native, sm_limit=sm_limit, own_kernels=own_kernels))
+        return (typed_processor("cpu", native, half, own_kernels=own0),
+                typed_processor("cpu", native, half, own_kernels=own1))
+    return (typed_processor("cpu", native, threads, own_kernels=own0),
+            typed_processor(names[1], native, sm_limit=sm_limit, own_kernels=own1))
