@@ -8,6 +8,7 @@ import torch
 
 from .. import zoo
 from .bench import cmd_bench_exchange, cmd_bench_model, cmd_bench_overhead
+from ..processors.base import OWN_KERNELS
 from .common import DTYPES
 from .predictor import cmd_predictor_eval, cmd_predictor_fit, cmd_profile
 from .run import cmd_check, cmd_inspect, cmd_models, cmd_plan, cmd_run, cmd_trace
@@ -31,7 +32,7 @@ def device_args(q: argparse.ArgumentParser) -> None:
 
 def own_kernels_arg(q: argparse.ArgumentParser) -> None:
     """``--own-kernels [both|cpu|gpu]`` for the commands that take a pair of processors."""
-    q.add_argument("--own-kernels", nargs="?", const="both", choices=("both", "cpu", "gpu"),
+    q.add_argument("--own-kernels", nargs="?", const="both", choices=OWN_KERNELS,
                    help="run on codl's own kernels (CPU convs; GPU convs and linears): both processors (the "
                         "default when given bare), or only the cpu or the gpu")
 
