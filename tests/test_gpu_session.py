@@ -201,18 +201,47 @@ def test_interrupted_flags_calls_leave_the_next_call_right(cuda_graph: bool) -> 
         assert compare(in_thread(lambda: session(x)), [expected])["rel_l2_error"] < 1e-2, f"trial {trial}"
 
 
-def test_bench_times_the_gpu_alone_on_both_kernel_sources(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("fastest", [False, True])
+def test_bench_times_the_gpu_alone_on_both_kernel_sources(tmp_path, monkeypatch, fastest: bool) -> None:  # noqa: ANN001
     from codl.bench.model import bench_model
 
     monkeypatch.setenv("CODL_CACHE_DIR", str(tmp_path))
     module, x = zoo.build("vgg16", (32, 32), width=0.25)
     graph = from_torch(module, x, name="vgg16")
     pair = (Processor.parse("cpu", dtype=DType.BFLOAT16, channels_last=True),
-            Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8))
+            Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8, fastest_kernels=fastest))
     res = bench_model(graph, pair, [x], ["codl"], iters=3, warmup=1, progress=False, measure_power=False)
     rows = {r["strategy"]: r for r in res["rows"]}
-    assert set(rows) == {"cpu", "gpu", "gpu-own", "codl"}
-    assert rows["gpu-own"]["processors"][1]["kernels"] == "codl" and rows["gpu"]["processors"][1].get("kernels") != "codl"
-    singles = {s: rows[s]["latency_ms"]["median_ms"] for s in ("cpu", "gpu", "gpu-own")}
+    others = ("gpu-library", "gpu-own") if fastest else ("gpu-own",)
+    assert set(rows) == {"cpu", "gpu", *others, "codl"}
+    assert rows["gpu-own"]["processors"][1]["kernels"] == "codl"
+    assert rows["gpu"]["processors"][1].get("kernels") == ("fastest" if fastest else None)
+    singles = {s: rows[s]["latency_ms"]["median_ms"] for s in ("cpu", "gpu", *others)}
     assert res["best_single"] == min(singles, key=singles.get)
     assert rows["codl"]["speedup"] == pytest.approx(singles[res["best_single"]] / rows["codl"]["latency_ms"]["median_ms"])
+
+
+def test_fastest_kernels_time_each_shape_once_and_match_the_library() -> None:
+    from codl.ops import fastest
+    from codl.runtime.reference import ReferenceRunner
+
+    fastest.forget()
+    module, x = zoo.build("fst", (64, 96), width=0.5)
+    graph = from_torch(module, x, name="fst")
+    library = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8)
+    chooser = Processor.parse("cuda", dtype=DType.FLOAT16, channels_last=True, sm_limit=8, fastest_kernels=True)
+    want = ReferenceRunner(graph, library)(x)
+    runner = ReferenceRunner(graph, chooser)
+    got = runner(x)
+    made = fastest.choices()
+    assert made and all(c.library_ms > 0 and c.own_ms > 0 for c in made.values())
+    assert compare(got, want)["rel_l2_error"] < 1e-2
+    runner(x)
+    assert fastest.choices() == made  # the same shapes: nothing timed again
+    plan = Plan.uniform(graph, Placement(Dim.OC, 0.5))
+    session = compile(graph, plan, (Processor.parse("cpu"), chooser), sync="flags")
+    try:
+        assert compare(session(x), want)["rel_l2_error"] < 1e-2
+        assert len(fastest.choices()) > len(made)  # the GPU's shares are shapes of their own
+    finally:
+        session.close()

@@ -36,10 +36,11 @@ from .report import op_rows
 BENCH_SCHEMA_VERSION = 1
 SINGLES = ("cpu", "gpu")
 WHOLE_CPU = "whole-cpu"  # with two CPU groups: every core in one group, not predicted
-# The GPU alone on the other kernels (codl's own where the pair uses the libraries, and the
-# other way round), not predicted: the best single processor is the faster of the two, so a
-# plan is never credited with what a kernel choice alone would give.
-GPU_OTHER = {False: "gpu-own", True: "gpu-library"}
+# The GPU alone on the other kernel sources (codl's own where the pair uses the libraries,
+# the libraries where it uses own, both where it picks the faster per shape), not
+# predicted: the best single processor is the fastest of them, so a plan is never credited
+# with what a kernel choice alone would give.
+GPU_LIBRARY, GPU_OWN = "gpu-library", "gpu-own"
 
 
 def ideal_ms(graph: Graph, cost: CostModel) -> float:
@@ -94,9 +95,7 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
         pairs[WHOLE_CPU], plan_ms[WHOLE_CPU] = whole, 0.0
         names.insert(2, WHOLE_CPU)
         singles.append(WHOLE_CPU)
-    other = other_gpu(processors[1])
-    if other is not None:
-        name = GPU_OTHER[processors[1].own_kernels]
+    for name, other in other_gpus(processors[1]).items():
         results[name] = PlanResult(Plan.uniform(graph, Placement(Dim.OC, 1.0)), name,
                                    Prediction(math.nan, (math.nan, 0.0), (math.nan, 0.0), 0, 0), (math.nan, math.nan))
         pairs[name], plan_ms[name] = (processors[0], other), 0.0
@@ -176,17 +175,22 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
                if trace is not None else {})}
 
 
-def other_gpu(gpu: Processor) -> Processor | None:
-    """``gpu`` on the other kernels (own where it uses the libraries, the libraries where
-    it uses own), or None where codl has no own kernels for it (not CUDA, no Triton, or
-    a type other than fp16/bf16, which the own kernels leave to the libraries)."""
+def other_gpus(gpu: Processor) -> dict[str, Processor]:
+    """``gpu`` on the other kernel sources, by row name: own where it uses the libraries,
+    the libraries where it uses own, both where it picks the faster per shape; none where
+    codl has no own kernels for it (not CUDA, no Triton, or a type other than fp16/bf16,
+    which the own kernels leave to the libraries)."""
     if gpu.kind is not ProcessorKind.CUDA or gpu.dtype not in (DType.FLOAT16, DType.BFLOAT16):
-        return None
+        return {}
     from ..ops.own_kernels import available
 
     if available() is not None:
-        return None
-    return dataclasses.replace(gpu, own_kernels=not gpu.own_kernels)
+        return {}
+    library = dataclasses.replace(gpu, own_kernels=False, fastest_kernels=False)
+    own = dataclasses.replace(gpu, own_kernels=True, fastest_kernels=False)
+    if gpu.fastest_kernels:
+        return {GPU_LIBRARY: library, GPU_OWN: own}
+    return {GPU_LIBRARY: library} if gpu.own_kernels else {GPU_OWN: own}
 
 
 def uses_both(plan: Plan) -> bool:

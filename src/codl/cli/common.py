@@ -92,16 +92,19 @@ def plan_and_model(args: argparse.Namespace) -> tuple:
 def processor_of(args: argparse.Namespace) -> Processor:
     """The processor of ``-d`` and the options :func:`codl.cli.parser.device_args` adds."""
     return Processor.parse(args.device, args.threads, DTYPES[args.dtype], args.channels_last, args.sm_limit,
-                           autotune=args.autotune, own_kernels=args.own_kernels)
+                           autotune=args.autotune, own_kernels=args.own_kernels,
+                           fastest_kernels=args.fastest_kernels)
 
 
 def pair_of(args: argparse.Namespace) -> tuple[Processor, Processor]:
     """The two processors of ``-d cpu,cuda`` / ``-d cpu,cpu`` (two groups of half the
     cores each); with ``--native`` the CPU in bf16 and a GPU in fp16, channels-last; with
-    ``--own-kernels`` (where the command has it) both on codl's own kernels."""
+    ``--own-kernels`` (where the command has it) both on codl's own kernels, and with
+    ``--fastest-kernels`` the GPU on the faster source per conv and linear shape."""
     from ..processors.base import default_pair
 
-    return default_pair(args.device, args.native, args.threads, args.sm_limit, getattr(args, "own_kernels", False))
+    return default_pair(args.device, args.native, args.threads, args.sm_limit, getattr(args, "own_kernels", False),
+                        getattr(args, "fastest_kernels", False))
 
 
 def profile_file(args: argparse.Namespace, proc: Processor) -> Path:

@@ -28,6 +28,15 @@ def device_args(q: argparse.ArgumentParser) -> None:
                    help="cuda: run convs and linears on codl's own Triton kernels, tiled for the SMs in use; "
                         "cpu: run ungrouped convs as an im2col copy in row blocks and one GEMM per block "
                         "(predictable latency; see docs/architecture.md)")
+    fastest_kernels_arg(q)
+
+
+FASTEST_HELP = ("cuda, fp16/bf16: run each conv and linear shape on the faster of the libraries' kernels and "
+                "codl's own, both timed on its first call")
+
+
+def fastest_kernels_arg(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--fastest-kernels", action="store_true", help=FASTEST_HELP)
 
 
 def own_kernels_arg(q: argparse.ArgumentParser) -> None:
@@ -35,6 +44,7 @@ def own_kernels_arg(q: argparse.ArgumentParser) -> None:
     q.add_argument("--own-kernels", nargs="?", const="both", choices=OWN_KERNELS,
                    help="run on codl's own kernels (CPU convs; GPU convs and linears): both processors (the "
                         "default when given bare), or only the cpu or the gpu")
+    fastest_kernels_arg(q)
 
 
 def profile_budget_args(q: argparse.ArgumentParser) -> None:

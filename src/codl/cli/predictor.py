@@ -28,7 +28,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
             ones.append(argparse.Namespace(**{**vars(args), "device": device, "threads": args.threads if cpu else None,
                                               "sm_limit": None if cpu else args.sm_limit,
                                               "autotune": args.autotune and not cpu,
-                                              "own_kernels": args.own_kernels, "canary": args.canary and cpu}))
+                                              "own_kernels": args.own_kernels, "canary": args.canary and cpu,
+                                              "fastest_kernels": args.fastest_kernels and not cpu}))
         for one in ones:  # every device checked before the first is profiled for its whole budget
             processor_of(one)
         for one in ones:

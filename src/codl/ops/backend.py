@@ -20,11 +20,14 @@ class Backend:
     """``LIBRARY`` (the default): PyTorch's kernels (cuDNN, cuBLAS, oneDNN, MKL).
     ``own_cpu``: ungrouped convs of floating-point CPU tensors on codl's own CPU path
     (:mod:`codl.ops.own_cpu`). ``gpu_units``: convs and linears of half-type CUDA tensors
-    on codl's own Triton kernels (:mod:`codl.ops.own_kernels`), tiled for that many SMs.
+    on codl's own Triton kernels (:mod:`codl.ops.own_kernels`), tiled for that many SMs;
+    with ``fastest`` as well, each such conv and linear runs on whichever of the two
+    sources was faster for its shape, timed on its first call (:mod:`codl.ops.fastest`).
     Whatever a backend does not cover runs on the libraries."""
 
     own_cpu: bool = False
     gpu_units: int | None = None
+    fastest: bool = False
 
 
 LIBRARY = Backend()

@@ -20,6 +20,7 @@ from ..ir.regions import Box, Dim, conv_rows, full_box, with_axis
 from . import own_cpu, own_kernels
 from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, fail, ints
+from .fastest import faster_of
 
 
 def _window_attrs(view: OnnxNodeView, kernel: list[int]) -> dict:
@@ -146,7 +147,14 @@ class Conv(OpFamily):
             out_hw = (conv_out_size(x.shape[2], kh, stride[0], pt, pb, dil[0]),
                       conv_out_size(x.shape[3], kw, stride[1], pl, pr, dil[1]))
             return own_kernels.conv2d(x, w, b, stride, (pt, pl), dil, groups, out_hw, units)
-        return own_cpu_conv if backend.own_cpu else own_gpu_conv if units is not None else library
+        if backend.own_cpu:
+            return own_cpu_conv
+        if units is None:
+            return library
+        if backend.fastest:
+            key = ("conv", kh, kw, stride, (pt, pl, pb, pr), dil, groups, units)
+            return faster_of(key, library, own_gpu_conv, lambda x, w, b=None: own_kernels.supports(x, groups, w))
+        return own_gpu_conv
 
     @staticmethod
     def _library_kernel(node: Node) -> Kernel:

@@ -20,6 +20,7 @@ from ..ir.regions import Box, Dim, full_box, with_axis
 from . import own_kernels
 from .backend import LIBRARY, Backend
 from .base import Imported, Kernel, OnnxNodeView, OpFamily, Shape, broadcast_box, fail
+from .fastest import faster_of
 
 
 class Linear(OpFamily):
@@ -84,10 +85,15 @@ class Linear(OpFamily):
         if units is None:
             return F.linear
 
+        def own_applies(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> bool:
+            return x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
+
         def own_gpu_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-            if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16):
+            if own_applies(x, w, b):
                 return own_kernels.linear(x, w, b, units)
             return F.linear(x, w, b)
+        if backend.fastest:
+            return faster_of(("linear", units), F.linear, own_gpu_linear, own_applies)
         return own_gpu_linear
 
     def flops(self, node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:

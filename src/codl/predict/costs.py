@@ -103,6 +103,8 @@ def profile_flags(proc: Processor) -> str:
         flags.append(f"--sm-limit {proc.sm_limit}")
     if proc.own_kernels:
         flags.append("--own-kernels")
+    if proc.fastest_kernels:
+        flags.append("--fastest-kernels")
     return " ".join(flags)
 
 
@@ -111,8 +113,10 @@ def advice(fitted_for: dict[str, Any], proc: Processor, what: str) -> str:
     and the ways out (plan with its settings, fit for these, or plan on a profile)."""
     diff = differences(fitted_for, proc)
     flags: list[str] = []
-    if (fitted_for.get("kernels") == "codl") != proc.own_kernels:
-        flags.append("--own-kernels" if fitted_for.get("kernels") == "codl" else "without --own-kernels")
+    kernels = {"codl": "--own-kernels", "fastest": "--fastest-kernels"}
+    theirs, mine = kernels.get(fitted_for.get("kernels") or ""), kernels.get(proc.describe().get("kernels") or "")
+    if theirs != mine:
+        flags.append(theirs or f"without {mine}")
     if fitted_for.get("dtype") != proc.dtype.value:
         flags.append("--native" if fitted_for.get("dtype") in ("bfloat16", "float16") else "without --native")
     if fitted_for.get("threads") not in (None, (proc.describe()).get("threads")):

@@ -12,7 +12,9 @@ of 132 SMs linears ran 2.2 times slower in total, docs/results/predictor.md); wi
 ``autotune``, cuDNN times its candidate kernels on the first call of each shape and keeps
 the fastest (``torch.backends.cudnn.benchmark``) instead of picking by heuristics. With
 ``own_kernels``, convs and linears run on codl's own Triton kernels, whose tiling codl
-chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`). On the CPU,
+chooses for the SMs the processor may use (:mod:`codl.ops.own_kernels`); with
+``fastest_kernels``, each conv and linear shape runs on whichever of the libraries' and
+codl's kernels was faster when timed on its first call (:mod:`codl.ops.fastest`). On the CPU,
 ``own_kernels`` runs ungrouped convs on codl's own path (:mod:`codl.ops.own_cpu`: an
 im2col copy in blocks of rows and one GEMM per block). Which kernels run is the
 processor's :attr:`Processor.backend`, handed to each node's kernel when a session or
@@ -99,8 +101,11 @@ class Processor:
     cores: tuple[int, ...] | None = None  # CPU only: pin this group's threads to these cores
     autotune: bool = False  # CUDA only: cuDNN times its kernels per shape and keeps the fastest
     own_kernels: bool = False  # codl's own kernels: CUDA convs and linears (codl.ops.own_kernels), CPU convs (codl.ops.own_cpu)
+    fastest_kernels: bool = False  # CUDA only: per conv and linear shape, the faster of library and own kernels
 
     def __post_init__(self) -> None:
+        if self.fastest_kernels and self.own_kernels:
+            raise CodlError("give own kernels or fastest kernels, not both (fastest picks between own and library)")
         if self.own_kernels and self.kind is ProcessorKind.CPU and not self.channels_last:
             raise CodlError("codl's own CPU kernels read and write channels-last tensors: "
                             "leave channels_last unset (or True) with own_kernels on the cpu")
@@ -109,12 +114,13 @@ class Processor:
     def parse(text: str, threads: int | None = None, dtype: DType = DType.FLOAT32,
               channels_last: bool | None = None, sm_limit: int | None = None,
               cores: tuple[int, ...] | None = None, autotune: bool = False,
-              own_kernels: bool = False) -> "Processor":
+              own_kernels: bool = False, fastest_kernels: bool = False) -> "Processor":
         """From ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``xpu``; fails if unavailable.
         A CPU group given ``cores`` uses one thread per core unless ``threads`` says.
         ``channels_last`` (4-D tensors kept NHWC): by default True for a CPU with
         ``own_kernels`` (codl's CPU conv path reads and writes channels-last; False is
-        then an error), else False."""
+        then an error), else False. ``fastest_kernels`` (CUDA with Triton, fp16 or bf16):
+        each conv and linear shape on the faster of the libraries and codl's own kernels."""
         name, _, idx = text.partition(":")
         try:
             kind = ProcessorKind(name)
@@ -138,6 +144,14 @@ class Processor:
             why = available() if kind is ProcessorKind.CUDA else f"codl has no own kernels for {kind.value}"
             if why:
                 raise CodlError(f"--own-kernels applies to the cpu and to cuda devices with Triton only: {why}")
+        if fastest_kernels:
+            from ..ops.own_kernels import available
+
+            why = available() if kind is ProcessorKind.CUDA else f"it chooses between kernels codl has for cuda only, not {kind.value}"
+            if why is None and dtype not in (DType.FLOAT16, DType.BFLOAT16):
+                why = f"codl's own GPU kernels compute in fp16 or bf16, not {dtype.value} (use --native)"
+            if why:
+                raise CodlError(f"--fastest-kernels applies to cuda devices with Triton in fp16 or bf16 only: {why}")
         if cores is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
             if kind is not ProcessorKind.CPU or not cores or not set(cores) <= allowed:
@@ -145,7 +159,8 @@ class Processor:
                                 f"process may use {sorted(allowed)} (Linux only)")
             cores = tuple(sorted(set(cores)))
             threads = threads or len(cores)
-        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores, autotune, own_kernels)
+        proc = Processor(kind, int(idx or 0), threads, dtype, channels_last, sm_limit, cores, autotune, own_kernels,
+                         fastest_kernels)
         proc.check_available()
         if sm_limit is not None:
             proc.stream()  # create the green context now: errors surface here, not mid-run
@@ -171,13 +186,13 @@ class Processor:
     def backend(self) -> Backend:
         """The kernels this processor's nodes run on, passed to ``family.kernel(node,
         backend)`` when a session or runner is built: codl's own CPU convs, codl's own
-        GPU kernels tiled for the SMs it may use (its SM limit, else all), or the
-        libraries."""
-        if not self.own_kernels:
+        GPU kernels tiled for the SMs it may use (its SM limit, else all), the faster
+        of those and the libraries per shape, or the libraries."""
+        if not (self.own_kernels or self.fastest_kernels):
             return LIBRARY
         if self.kind is ProcessorKind.CPU:
             return Backend(own_cpu=True)
-        return Backend(gpu_units=self.sm_limit or _sm_count(self.index))
+        return Backend(gpu_units=self.sm_limit or _sm_count(self.index), fastest=self.fastest_kernels)
 
     @contextlib.contextmanager
     def _cuda_context(self) -> Iterator[None]:
@@ -264,7 +279,8 @@ class Processor:
             return Processor.parse(str(d["device"]), threads=d.get("threads"), dtype=DType(d["dtype"]),
                                    channels_last=None if layout is None else bool(layout), sm_limit=d.get("sm_limit"),
                                    cores=tuple(d["cores"]) if d.get("cores") else None,
-                                   autotune=bool(d.get("autotune", False)), own_kernels=d.get("kernels") == "codl")
+                                   autotune=bool(d.get("autotune", False)), own_kernels=d.get("kernels") == "codl",
+                                   fastest_kernels=d.get("kernels") == "fastest")
         except (KeyError, ValueError, TypeError) as e:
             raise CodlError(f"malformed processor description {d}: {e}") from None
 
@@ -290,32 +306,35 @@ class Processor:
                 d["blas_sm_target"] = self.blas_sm_target
             if self.autotune:
                 d["autotune"] = True
-            if self.own_kernels:
-                d["kernels"] = "codl"
+            if self.own_kernels or self.fastest_kernels:
+                d["kernels"] = "codl" if self.own_kernels else "fastest"
         return d
 
 
 def typed_processor(text: str, native: bool, threads: int | None = None, sm_limit: int | None = None,
-                    own_kernels: bool = False) -> Processor:
+                    own_kernels: bool = False, fastest_kernels: bool = False) -> Processor:
     """``text``'s processor computing in fp32, or with ``native`` in the GPU machine's
     fastest types: a CPU in bf16 and a GPU in fp16, both channels-last
     (docs/results/baselines.md); with ``own_kernels``, on codl's own kernels (a CPU
-    then channels-last)."""
+    then channels-last); with ``fastest_kernels``, a GPU on the faster source per shape."""
     cpu = text.partition(":")[0] == "cpu"
     dtype = (DType.BFLOAT16 if cpu else DType.FLOAT16) if native else DType.FLOAT32
-    return Processor.parse(text, threads, dtype, True if native else None, sm_limit, own_kernels=own_kernels)
+    return Processor.parse(text, threads, dtype, True if native else None, sm_limit, own_kernels=own_kernels,
+                           fastest_kernels=fastest_kernels)
 
 
 OWN_KERNELS = ("both", "cpu", "gpu")  # which processors of a pair run codl's own kernels
 
 
 def default_pair(device: str | None = None, native: bool = False, threads: int | None = None,
-                 sm_limit: int | None = None, own_kernels: bool | str = False) -> tuple[Processor, Processor]:
+                 sm_limit: int | None = None, own_kernels: bool | str = False,
+                 fastest_kernels: bool = False) -> tuple[Processor, Processor]:
     """The two processors of ``device`` ("cpu,cuda", "cpu,cpu"; default: the CPU with
     CUDA where a GPU is found, else two CPU groups of half the cores each). ``native``:
     the CPU in bf16 and a GPU in fp16, channels-last; ``own_kernels``: True or "both"
     puts both processors on codl's own kernels, "cpu" or "gpu" only that one (with two
-    CPU groups "gpu" means the second group)."""
+    CPU groups "gpu" means the second group); ``fastest_kernels``: the GPU on the faster
+    of the libraries and codl's own kernels for each conv and linear shape."""
     device = device or ("cpu,cuda" if torch.cuda.is_available() else "cpu,cpu")
     names = device.split(",")
     if len(names) != 2 or names[0] != "cpu":
@@ -324,9 +343,14 @@ def default_pair(device: str | None = None, native: bool = False, threads: int |
     if which and which not in OWN_KERNELS:
         raise CodlError(f"own kernels for {which!r}: give one of {', '.join(OWN_KERNELS)}")
     own0, own1 = which in ("both", "cpu"), which in ("both", "gpu")
+    if fastest_kernels and names[1] == "cpu":
+        raise CodlError("--fastest-kernels applies to a cuda device (-d cpu,cuda), not to two CPU groups")
+    if fastest_kernels and own1:
+        raise CodlError(f"--own-kernels {which} and --fastest-kernels: the GPU runs either on own kernels or on the "
+                        "faster source per shape; give --own-kernels cpu with --fastest-kernels")
     if names[1] == "cpu":
         half = max(1, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 1
         return (typed_processor("cpu", native, half, own_kernels=own0),
                 typed_processor("cpu", native, half, own_kernels=own1))
     return (typed_processor("cpu", native, threads, own_kernels=own0),
-            typed_processor(names[1], native, sm_limit=sm_limit, own_kernels=own1))
+            typed_processor(names[1], native, sm_limit=sm_limit, own_kernels=own1, fastest_kernels=fastest_kernels))

@@ -48,7 +48,7 @@ def profile_path(processor: Processor, root: Path | None = None) -> Path:
     label += f"-t{d['threads']}" if "threads" in d else ""
     label += f"-sm{processor.sm_limit}" if processor.sm_limit else ""
     label += "-at" if processor.autotune else ""
-    label += "-own" if processor.own_kernels else ""
+    label += "-own" if processor.own_kernels else "-fastest" if processor.fastest_kernels else ""
     return (root or cache_dir() / "profiles") / f"{machine}-{label.replace(':', '')}.csv"
 
 
