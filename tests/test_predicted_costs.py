@@ -129,3 +129,31 @@ def test_plan_command_with_predicted_costs(tmp_path: Path, monkeypatch: pytest.M
             path.write_text(json.dumps(data))
     with pytest.raises(CodlError, match="no fitted predictor for processor 0 .* on this machine"):
         find_predictors(default_pair("cpu,cpu", own_kernels=True), [prof])
+
+
+def test_a_gpu_on_the_faster_source_is_predicted_by_the_faster_prediction(fixture_fitted: Fitted) -> None:
+    from codl.predict.costs import faster_fitted
+
+    class Scaled:  # the fixture's conv predictor times a factor: a stand-in for another source
+        def __init__(self, k: float) -> None:
+            self.k = k
+
+        def predict(self, configs):  # noqa: ANN001, ANN201
+            return fixture_fitted.models["conv"].predict(configs) * self.k
+
+    library = Fitted({"device": "cuda:0"}, {"conv": Scaled(1.0), "linear": fixture_fitted.models["linear"]}, {"conv": "lib"})
+    own = Fitted({"device": "cuda:0", "kernels": "codl"}, {"conv": Scaled(0.5)}, {"conv": "own"})
+    both = faster_fitted(library, own, {"device": "cuda:0", "kernels": "fastest"})
+    assert set(both.models) == {"conv"}  # linear: only one source fitted, left to measurement
+    assert both.name("conv") == "the faster of lib and own" and both.processor["kernels"] == "fastest"
+    from codl import zoo
+    from codl.frontends import from_torch
+
+    module, x = zoo.build("mobilenetv2", (32, 32), width=0.25)
+    graph = from_torch(module, x, name="mobilenetv2")
+    configs = [config_of(graph, n) for n in graph.nodes if n.op.value == "conv"]
+    assert len(configs) > 10
+    want = fixture_fitted.models["conv"].predict(configs)
+    assert list(both.models["conv"].predict(configs)) == pytest.approx(list(0.5 * want))
+    own.models["conv"].k = 3.0
+    assert list(both.models["conv"].predict(configs)) == pytest.approx(list(want))

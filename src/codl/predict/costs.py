@@ -17,7 +17,9 @@ measured.
 
 Predictors are valid for the processor their profile measured (its device, type,
 layout, threads, SM limit, kernels): :func:`check_fitted` refuses any other with a line
-naming what differs and what to do.
+naming what differs and what to do. A GPU on ``--fastest-kernels`` is predicted by the
+smaller of its library and own kernels' predictions (:class:`FasterOf`), so it needs
+both fitted.
 
 Example::
 
@@ -28,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import CodlError
@@ -183,21 +187,57 @@ def find_predictors(processors: tuple[Processor, Processor], paths: Sequence[str
     read = [(f, *_read(f)) for f in files]
     out = []
     for q, proc in enumerate(processors):
-        mine = [(f, data, on) for f, data, on, fp in read
-                if not differences(on, proc) and all(fp.get(k) == here.get(k) for k in MACHINE)]
-        models: dict[str, Any] = {}
-        names: dict[str, str] = {}
-        for kind in PREFERENCE:
-            for f, data, _ in mine:
-                m = _FILE.match(f.name)
-                assert m is not None
-                if m["kind"] == kind and m["family"] not in models:
-                    models[m["family"]] = _load(f, data)
-                    names[m["family"]] = f"{kind} of {m['stem']}"
-        if not models:
-            raise CodlError(_none_found(q, proc, read, here, roots))
-        out.append(Fitted(proc.describe(), models, names))
+        if not proc.fastest_kernels:
+            out.append(_fitted_for(q, proc, read, here, roots))
+            continue
+        # each shape runs on the faster source: the faster of the two sources' predictions
+        sources = (dataclasses.replace(proc, fastest_kernels=False),
+                   dataclasses.replace(proc, fastest_kernels=False, own_kernels=True))
+        try:
+            library, own = (_fitted_for(q, p, read, here, roots) for p in sources)
+        except CodlError as e:
+            raise CodlError(f"--fastest-kernels is predicted from the predictors of both kernel sources: {e}") from None
+        out.append(faster_fitted(library, own, proc.describe()))
     return out[0], out[1]
+
+
+def _fitted_for(q: int, proc: Processor, read: list, here: dict[str, Any], roots: list[Path]) -> Fitted:
+    mine = [(f, data, on) for f, data, on, fp in read
+            if not differences(on, proc) and all(fp.get(k) == here.get(k) for k in MACHINE)]
+    models: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for kind in PREFERENCE:
+        for f, data, _ in mine:
+            m = _FILE.match(f.name)
+            assert m is not None
+            if m["kind"] == kind and m["family"] not in models:
+                models[m["family"]] = _load(f, data)
+                names[m["family"]] = f"{kind} of {m['stem']}"
+    if not models:
+        raise CodlError(_none_found(q, proc, read, here, roots))
+    return Fitted(proc.describe(), models, names)
+
+
+@dataclass(frozen=True)
+class FasterOf:
+    """A predictor for a processor that runs each shape on the faster of two kernel
+    sources (:mod:`codl.ops.fastest`): the smaller of the two sources' predictions, ms."""
+
+    library: Any
+    own: Any
+    kind = "faster"
+
+    def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
+        return np.minimum(np.asarray(self.library.predict(configs)), np.asarray(self.own.predict(configs)))
+
+
+def faster_fitted(library: Fitted, own: Fitted, processor: dict[str, Any]) -> Fitted:
+    """The predictors of ``processor`` (a GPU on the faster kernel source per shape) from
+    those of its library and own kernels: the families both cover (the rest are left to
+    measurement)."""
+    both = [f for f in library.models if f in own.models]
+    return Fitted(processor, {f: FasterOf(library.models[f], own.models[f]) for f in both},
+                  {f: f"the faster of {library.name(f)} and {own.name(f)}" for f in both})
 
 
 def _load(path: Path, data: dict[str, Any]) -> Any:
