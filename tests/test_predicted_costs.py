@@ -148,10 +148,11 @@ def test_a_gpu_on_the_faster_source_is_predicted_by_the_faster_prediction(fixtur
     assert both.name("conv") == "the faster of lib and own" and both.processor["kernels"] == "fastest"
     from codl import zoo
     from codl.frontends import from_torch
+    from codl.ir.graph import OpKind
 
     module, x = zoo.build("mobilenetv2", (32, 32), width=0.25)
     graph = from_torch(module, x, name="mobilenetv2")
-    configs = [config_of(graph, n) for n in graph.nodes if n.op.value == "conv"]
+    configs = [config_of(graph, n) for n in graph.nodes if n.op is OpKind.CONV]
     assert len(configs) > 10
     want = fixture_fitted.models["conv"].predict(configs)
     assert list(both.models["conv"].predict(configs)) == pytest.approx(list(0.5 * want))
