@@ -139,7 +139,9 @@ def test_python_api_plans_automatically_and_benchmarks(tmp_path, monkeypatch) ->
     twins = [(r, r["note"].split("the same plan as ")[1].split(":")[0]) for r in res["rows"] if "the same plan as" in r["note"]]
     assert all(r["samples_ms"] == rows[t]["samples_ms"] for r, t in twins)
     text = codl.format_benchmark(res)
-    assert "verdict" in text and "ideal bound" in text
+    assert "verdict" in text and "ideal bound" in text and "hint" not in text
+    # a GPU alone on the other kernel source fastest: the report points to --fastest-kernels
+    assert "hint         the GPU alone ran fastest on own kernels" in codl.format_benchmark({**res, "best_single": "gpu-own"})
     with pytest.raises(codl.errors.CodlError, match="give a Plan or 'auto'"):
         codl.compile(module, plan="fast", example=x, processors=PAIR)
 

@@ -283,6 +283,10 @@ def format_results(res: dict[str, Any]) -> str:
                    f"{res['best_single_ms']:.3f} ms), "
                    f"{gain:.0f}% of the ideal gain")
     lines.append(f"verdict      {verdict}")
+    if res["best_single"] in (GPU_LIBRARY, GPU_OWN) and res["processors"][1].get("kernels") != "fastest":
+        lines.append(f"hint         the GPU alone ran fastest on {res['best_single'].split('-')[1]} kernels, which "
+                     "the plans do not use: with --fastest-kernels every plan runs each GPU conv and linear shape "
+                     "on the faster source")
     e = next((r["energy"] for r in res["rows"] if r.get("energy")), None)
     if e:
         missing = [f"{k.split('_')[0].upper()} energy unavailable: {e[k]}" for k in ("cpu_energy_unavailable",
