@@ -142,6 +142,8 @@ def test_python_api_plans_automatically_and_benchmarks(tmp_path, monkeypatch) ->
     assert "verdict" in text and "ideal bound" in text and "hint" not in text
     # a GPU alone on the other kernel source fastest: the report points to --fastest-kernels
     assert "hint         the GPU alone ran fastest on own kernels" in codl.format_benchmark({**res, "best_single": "gpu-own"})
+    assert "--fastest-kernels: 1 of 2 GPU conv and linear shapes timed faster on codl's kernels" in codl.format_benchmark(
+        {**res, "kernel_choices": {"shapes": 2, "own": 1}})
     with pytest.raises(codl.errors.CodlError, match="give a Plan or 'auto'"):
         codl.compile(module, plan="fast", example=x, processors=PAIR)
 

@@ -72,3 +72,12 @@ def test_fastest_kernels_are_refused_where_there_is_nothing_to_choose() -> None:
         default_pair("cpu,cpu", fastest_kernels=True)
     with pytest.raises(CodlError, match="not both"):
         Processor(Processor.parse("cpu").kind, own_kernels=True, fastest_kernels=True, channels_last=True)
+
+
+def test_the_bench_counts_the_shapes_on_each_source() -> None:
+    from codl.bench.model import kernel_choices
+
+    log, slow, quick, timer = _pair(2.0, 1.0)
+    fastest.faster_of("a", slow, quick, timer=timer)(torch.zeros(2))
+    fastest.faster_of("b", quick, slow, timer=timer)(torch.zeros(2))  # here the library kernel is the quick one
+    assert kernel_choices() == {"shapes": 2, "own": 1}

@@ -216,6 +216,8 @@ def test_bench_times_the_gpu_alone_on_both_kernel_sources(tmp_path, monkeypatch,
     assert set(rows) == {"cpu", "gpu", *others, "codl"}
     assert rows["gpu-own"]["processors"][1]["kernels"] == "codl"
     assert rows["gpu"]["processors"][1].get("kernels") == ("fastest" if fastest else None)
+    if fastest:
+        assert res["kernel_choices"]["shapes"] >= 13 and 0 <= res["kernel_choices"]["own"] <= res["kernel_choices"]["shapes"]
     singles = {s: rows[s]["latency_ms"]["median_ms"] for s in ("cpu", "gpu", *others)}
     assert res["best_single"] == min(singles, key=singles.get)
     assert rows["codl"]["speedup"] == pytest.approx(singles[res["best_single"]] / rows["codl"]["latency_ms"]["median_ms"])

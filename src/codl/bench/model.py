@@ -171,6 +171,7 @@ def bench_model(graph: Graph, processors: tuple[Processor, Processor], inputs: l
             "ideal_ms": ideal, "ideal_speedup": med[best_single] / ideal if ideal > 0 else None,
             "ideal_source": cost.source, "rows": rows, "peak_host_mb": peak_host_mb(),
             "warnings": warnings(rows, samples, len(samples[names[0]])),
+            **({"kernel_choices": kernel_choices()} if processors[1].fastest_kernels else {}),
             **({"traced": traced, "op_rows": op_rows(graph, results[traced].plan, cost, trace), "_trace": trace}
                if trace is not None else {})}
 
@@ -191,6 +192,15 @@ def other_gpus(gpu: Processor) -> dict[str, Processor]:
     if gpu.fastest_kernels:
         return {GPU_LIBRARY: library, GPU_OWN: own}
     return {GPU_LIBRARY: library} if gpu.own_kernels else {GPU_OWN: own}
+
+
+def kernel_choices() -> dict[str, int]:
+    """How many conv and linear shapes this process timed for ``--fastest-kernels``, and
+    how many of them run on codl's own kernels."""
+    from ..ops.fastest import choices
+
+    made = choices().values()
+    return {"shapes": len(made), "own": sum(c.own for c in made)}
 
 
 def uses_both(plan: Plan) -> bool:
@@ -293,6 +303,10 @@ def format_results(res: dict[str, Any]) -> str:
                                                                                   "gpu_energy_unavailable") if k in e]
         for m in missing:
             lines.append(f"energy       {m}")
+    kc = res.get("kernel_choices")
+    if kc:
+        lines.append(f"kernels      --fastest-kernels: {kc['own']} of {kc['shapes']} GPU conv and linear shapes timed faster "
+                     f"on codl's kernels, the rest on the libraries'")
     lines.append(f"memory       peak host resident set {res.get('peak_host_mb', 0):.0f} MB (the whole run)")
     for w in res.get("warnings", []):
         lines.append(f"warning      {w}")
@@ -318,7 +332,7 @@ def _uses_both(placement: dict) -> bool:
 def _name(p: dict) -> str:
     extra = f", {p['threads']} threads" if "threads" in p else ""
     extra += f", {p['sm_limit']} SMs" if p.get("sm_limit") else ""
-    extra += ", own kernels" if p.get("kernels") == "codl" else ""
+    extra += {"codl": ", own kernels", "fastest": ", fastest kernels"}.get(p.get("kernels") or "", "")
     return f"{p['device']} ({p['dtype']}{extra})"
 
 
