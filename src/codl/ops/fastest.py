@@ -60,9 +60,10 @@ def forget() -> None:
 
 
 def signature(key: Hashable, args: tuple) -> Hashable:
-    """``key`` with each tensor argument's shape, strides, type and device."""
-    return (key, *((tuple(a.shape), a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else a
-                   for a in args))
+    """``key`` with each tensor argument's shape, strides, type and device, and whether
+    cuDNN times its own candidates (an autotuned processor's library kernels differ)."""
+    return (key, torch.backends.cudnn.benchmark,
+            *((tuple(a.shape), a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def device_ms(fn: Callable[[], object]) -> float:
