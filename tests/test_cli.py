@@ -168,3 +168,11 @@ def test_profile_of_a_missing_device_fails_before_profiling_the_cpu(tmp_path: Pa
     monkeypatch.setattr(codl.profile, "run_profile", lambda *a, **k: pytest.fail("profiled before checking cuda"))
     assert main(["profile", "-d", "cpu,cuda", "--out", str(tmp_path), "--budget", "0.01"]) == 2
     assert "cuda:0 is not available" in capsys.readouterr().err
+
+
+def test_python_dash_m_codl_is_the_codl_command() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "codl", "models"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "vgg16" in out.stdout

@@ -1,0 +1,7 @@
+"""``python -m codl``: the ``codl`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
